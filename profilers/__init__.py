@@ -1,0 +1,1 @@
+"""Measurement engines: recorders -> models (stacks, reports) -> writers. No UI, no sockets."""

@@ -1,0 +1,3 @@
+from vmtop.cli import main
+
+raise SystemExit(main())
