@@ -11,7 +11,7 @@ from typing import NoReturn
 from vmtop.cli.errors import CliError
 
 # Sub-command modules, in the order ``vmtop --help`` lists them.
-COMMANDS: list[str] = []
+COMMANDS: list[str] = ["run", "top", "ps", "profile"]
 
 
 class Parser(argparse.ArgumentParser):

@@ -13,7 +13,9 @@ from vmtop.cli.errors import CliError
 
 def add_target_arguments(parser: argparse.ArgumentParser) -> None:
     """``script.py [args...]`` or ``-m module [args...]``, like ``python`` itself."""
-    parser.add_argument("-m", dest="module", metavar="MODULE", help="run a library module as a script")
+    parser.add_argument(
+        "-m", dest="module", metavar="MODULE", help="run a library module as a script"
+    )
     parser.add_argument("target_args", nargs=argparse.REMAINDER, metavar="script.py [args]")
 
 

@@ -1,0 +1,133 @@
+"""The agent's shared state: hooks, probes and trackers that live while a client is attached.
+
+``attach()`` / ``detach()`` are reference counted: the first client installs the step hook,
+the lag probes and the GC watcher; the last one to leave removes them all, so a program with
+no client watching runs exactly as without vmtop.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import weakref
+from typing import Any
+
+from vmtop.agent.lag import LagProbe
+from vmtop.agent.loops import is_uvloop, running_loops
+from vmtop.agent.mailbox import MailboxTracker
+from vmtop.agent.step_hooks import StepCounter
+
+
+class Collector:
+    def __init__(self) -> None:
+        self.steps = StepCounter()
+        self.mailboxes = MailboxTracker()
+        self.probes: dict[int, LagProbe] = {}  # id(loop) -> probe
+        self.gc: Any = None
+        self.clients = 0
+        self.attached_at = 0.0
+        self.started_at = time.monotonic()
+        self.dropped_frames = 0
+        self._lock = threading.RLock()
+        self._task_seq = 0
+        self._task_ids: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+        self._tasks_by_id: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
+        self._process: Any = None
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def attach(self) -> None:
+        with self._lock:
+            self.clients += 1
+            if self.clients > 1:
+                return
+            self.attached_at = time.monotonic()
+            self.steps.install()
+            self.mailboxes.install()
+            self.refresh_loops()
+            self._start_gc()
+            self._process = _psutil_process()
+
+    def detach(self) -> None:
+        with self._lock:
+            if self.clients == 0:
+                return
+            self.clients -= 1
+            if self.clients:
+                return
+            self.steps.uninstall()
+            for probe in self.probes.values():
+                probe.stop()
+            self.probes.clear()
+            if self.gc is not None:
+                self.gc.stop()
+                self.gc = None
+            self.mailboxes.uninstall()
+            self.mailboxes = MailboxTracker()
+            self._process = None
+
+    def refresh_loops(self) -> list[Any]:
+        """Current running loops; new ones get a lag probe (and their eager factory wrapped)."""
+        loops = running_loops()
+        with self._lock:
+            alive = {id(loop) for loop in loops}
+            for key in [k for k in self.probes if k not in alive]:
+                self.probes.pop(key).stop()
+            if self.clients:
+                for loop in loops:
+                    if id(loop) not in self.probes:
+                        probe = self.probes[id(loop)] = LagProbe(loop)
+                        probe.start()
+                        if not is_uvloop(loop):
+                            try:
+                                loop.call_soon_threadsafe(self.steps.wrap_eager_factory, loop)
+                            except RuntimeError:
+                                pass
+        return loops
+
+    def _start_gc(self) -> None:
+        try:
+            from profilers.gcwatch import GCWatcher
+        except ImportError:  # pragma: no cover - the package always ships it
+            self.gc = None
+            return
+        self.gc = GCWatcher()
+        self.gc.start()
+
+    # -- ids --------------------------------------------------------------------------------
+    def task_id(self, task: Any) -> int:
+        n = self._task_ids.get(task)
+        if n is None:
+            with self._lock:
+                n = self._task_ids.get(task)
+                if n is None:
+                    self._task_seq += 1
+                    n = self._task_seq
+                    self._task_ids[task] = n
+                    self._tasks_by_id[n] = task
+        return n
+
+    def task_by_id(self, n: int) -> Any:
+        return self._tasks_by_id.get(n)
+
+    # -- node figures -----------------------------------------------------------------------
+    def process_figures(self) -> tuple[float | None, int | None]:
+        """(CPU % since the previous call, RSS bytes) from psutil."""
+        proc = self._process or _psutil_process()
+        if proc is None:
+            return None, None
+        try:
+            with proc.oneshot():
+                return proc.cpu_percent(None), proc.memory_info().rss
+        except Exception:
+            return None, None
+
+
+def _psutil_process() -> Any:
+    try:
+        import psutil
+
+        proc = psutil.Process()
+        proc.cpu_percent(None)  # prime: the next call reports usage since now
+        return proc
+    except Exception:
+        return None

@@ -1,0 +1,272 @@
+"""The agent's listener: a daemon thread serving a Unix stream socket, one thread per client.
+
+Rules (DESIGN.md): the socket lives in a 0700 directory checked with lstat, is 0600 itself,
+and every accepted peer's uid (``SO_PEERCRED``) must be ours or root. A client that sends a
+request line over 64 KiB, or does not read its replies within ``SEND_TIMEOUT``, is dropped
+(and counted): the target never waits on a slow client. Errors in a handler are answered as
+``internal`` and never reach the program.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import struct
+import threading
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from vmtop import __version__
+from vmtop import protocol as P
+from vmtop.agent.collector import Collector
+from vmtop.agent.detail import NotFound, cancel, detail
+from vmtop.agent.loops import LoopTimeout
+from vmtop.agent.snapshot import Session, SnapshotRequest, take_snapshot
+from vmtop.paths import ensure_dir, socket_path
+
+log = logging.getLogger("vmtop.agent")
+
+MAX_CLIENTS = 16
+SEND_TIMEOUT = 5.0
+ACCEPT_POLL = 0.25
+
+
+def peer_credentials(conn: socket.socket) -> tuple[int, int, int]:
+    """(pid, uid, gid) of the process at the other end of a Unix socket."""
+    data = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    pid, uid, gid = struct.unpack("3i", data)
+    return pid, uid, gid
+
+
+class AgentThread(threading.Thread):
+    """Marks the agent's own threads so thread listings leave them out."""
+
+    _vmtop_agent = True
+
+    def __init__(self, name: str, target: Any) -> None:
+        super().__init__(name=name, target=target, daemon=True)
+
+
+class Server:
+    def __init__(self, collector: Collector, path: Path | None = None) -> None:
+        self.collector = collector
+        self.pid = os.getpid()
+        self.path = path or socket_path(self.pid)
+        self.sock: socket.socket | None = None
+        self.thread: threading.Thread | None = None
+        self.connections: set[socket.socket] = set()
+        self.rejected = 0
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def start(self) -> None:
+        ensure_dir()
+        self._remove_stale()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(str(self.path))
+            os.chmod(self.path, 0o600)
+            sock.listen(8)
+            sock.settimeout(ACCEPT_POLL)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
+        self.thread = AgentThread(f"vmtop-agent-{self.pid}", self._serve)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._lock:
+            conns = list(self.connections)
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        if self.thread is not None and self.thread is not threading.current_thread():
+            self.thread.join(timeout=2)
+        if self.sock is not None:
+            with contextlib.suppress(OSError):
+                self.sock.close()
+            self.sock = None
+        self._unlink()
+
+    def close_in_child(self) -> None:
+        """After fork: the child must not serve (or remove) the parent's socket."""
+        if self.sock is not None:
+            with contextlib.suppress(OSError):
+                self.sock.close()
+        self.sock = None
+        self.connections.clear()
+
+    def _remove_stale(self) -> None:
+        # A socket left by a dead process that had our pid: nobody answers on it.
+        if not self.path.exists() and not self.path.is_symlink():
+            return
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        probe.settimeout(0.5)
+        try:
+            probe.connect(str(self.path))
+        except OSError:
+            self.path.unlink(missing_ok=True)
+        else:
+            raise RuntimeError(f"another agent already listens on {self.path}")
+        finally:
+            probe.close()
+
+    def _unlink(self) -> None:
+        with contextlib.suppress(OSError):
+            if os.getpid() == self.pid:
+                self.path.unlink(missing_ok=True)
+
+    # -- serving ----------------------------------------------------------------------------
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            sock = self.sock
+            if sock is None:
+                return
+            try:
+                conn, _ = sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                if self._stop.is_set():
+                    return
+                continue
+            try:
+                self._admit(conn)
+            except Exception:
+                log.debug("vmtop agent: error admitting a client", exc_info=True)
+                with contextlib.suppress(OSError):
+                    conn.close()
+
+    def _admit(self, conn: socket.socket) -> None:
+        pid, uid, _ = peer_credentials(conn)
+        if uid not in (os.getuid(), 0):
+            self.rejected += 1
+            log.warning("vmtop agent: refused a client of uid %d (pid %d)", uid, pid)
+            conn.close()
+            return
+        with self._lock:
+            if len(self.connections) >= MAX_CLIENTS:
+                conn.settimeout(1.0)
+                with contextlib.suppress(OSError):
+                    conn.sendall(P.encode(P.error(None, "internal", "too many clients")))
+                conn.close()
+                return
+            self.connections.add(conn)
+        AgentThread(
+            f"vmtop-client-{pid}", lambda: self._client(conn, f"pid {pid} uid {uid}")
+        ).start()
+
+    def _client(self, conn: socket.socket, peer: str) -> None:
+        conn.settimeout(SEND_TIMEOUT)
+        attached = False
+        session: Session | None = None
+        buf = b""
+        try:
+            while not self._stop.is_set():
+                try:
+                    chunk = conn.recv(65536)
+                except TimeoutError:
+                    continue
+                if not chunk:
+                    return
+                buf += chunk
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    if not line.strip():
+                        continue
+                    reply, close = self._handle(line, attached, session, peer)
+                    if reply.get("ok") and reply.get("_hello"):
+                        reply.pop("_hello")
+                        if not attached:
+                            self.collector.attach()
+                            attached = True
+                            session = Session()
+                    self._send(conn, reply)
+                    if close:
+                        return
+                if len(buf) > P.MAX_REQUEST_BYTES:
+                    self._send(conn, P.error(None, "bad_request", "request line too long"))
+                    return
+        except (OSError, ValueError):
+            return  # client vanished or stopped reading: drop it, never block the target
+        finally:
+            if attached:
+                self.collector.detach()
+            with self._lock:
+                self.connections.discard(conn)
+            with contextlib.suppress(OSError):
+                conn.close()
+
+    def _send(self, conn: socket.socket, message: dict[str, Any]) -> None:
+        data = P.encode(message)
+        try:
+            conn.sendall(data)
+        except TimeoutError:
+            self.collector.dropped_frames += 1
+            raise
+
+    def _handle(
+        self, line: bytes, attached: bool, session: Session | None, peer: str
+    ) -> tuple[dict[str, Any], bool]:
+        """(reply, close the connection afterwards)."""
+        req_id: Any = None
+        try:
+            req_id, op, args = P.parse_request(line)
+            if op == "hello":
+                version = args.get("protocol")
+                if version != P.PROTOCOL_VERSION:
+                    msg = (
+                        f"client speaks protocol {version!r}, agent speaks "
+                        f"{P.PROTOCOL_VERSION} (vmtop {__version__}): install matching versions"
+                    )
+                    return P.error(req_id, "version", msg), True
+                reply = P.ok(
+                    req_id,
+                    {
+                        "protocol": P.PROTOCOL_VERSION,
+                        "agent": __version__,
+                        "pid": os.getpid(),
+                        "ops": list(P.OPS),
+                    },
+                )
+                reply["_hello"] = True
+                return reply, False
+            if not attached or session is None:
+                return P.error(req_id, "bad_request", "send hello first"), False
+            if op == "bye":
+                return P.ok(req_id, {}), True
+            if op == "snapshot":
+                try:
+                    sreq = SnapshotRequest.from_args(args)
+                except ValueError as exc:
+                    return P.error(req_id, "bad_request", str(exc)), False
+                snap = take_snapshot(self.collector, session, sreq)
+                return P.ok(req_id, snap.to_dict()), False
+            if op in ("detail", "cancel"):
+                key = args.get("key")
+                if not isinstance(key, str) or len(key) > 64:
+                    return P.error(
+                        req_id, "bad_request", "'key' must be a process key string"
+                    ), False
+                if op == "detail":
+                    return P.ok(req_id, detail(self.collector, key)), False
+                return P.ok(req_id, cancel(self.collector, key, peer)), False
+            return P.error(req_id, "unknown_op", f"unknown op {op!r}"), False
+        except P.ProtocolError as exc:
+            return P.error(req_id, exc.code, str(exc)), False
+        except NotFound as exc:
+            return P.error(req_id, "not_found", str(exc)), False
+        except LoopTimeout as exc:
+            return P.error(req_id, "timeout", str(exc)), False
+        except Exception as exc:  # never into the program: report and carry on
+            log.debug("vmtop agent: internal error", exc_info=True)
+            return P.error(req_id, "internal", f"{type(exc).__name__}: {exc}"[:300]), False
+
+
+__all__ = ["Server", "asdict", "peer_credentials"]

@@ -1,0 +1,421 @@
+"""Build a :class:`~vmtop.records.Snapshot` for one client: select in the target, top N only.
+
+Per loop, on the loop's own thread: prune finished tasks, note queue consumers (cheap when
+nothing moved), pick the top N by the sort key with a bounded heap, and only then compute
+names, stacks, mailboxes and memory for those N. Threads and shared queues are added on the
+agent thread. A loop that does not answer in time is reported as blocked, with its thread's
+current stack, instead of holding the client up.
+"""
+
+from __future__ import annotations
+
+import functools
+import heapq
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from vmtop import __version__
+from vmtop.agent import tasks as T
+from vmtop.agent.collector import Collector
+from vmtop.agent.loops import (
+    LoopTimeout,
+    all_tasks_anywhere,
+    call_in_loop,
+    is_uvloop,
+    loop_thread_id,
+    loop_thread_name,
+)
+from vmtop.agent.mailbox import blocked_putters, mailbox_of, queue_length
+from vmtop.agent.memory import estimate
+from vmtop.agent.node import node_info
+from vmtop.agent.threads import sample_threads, stack_of
+from vmtop.records import KINDS, SORT_KEYS, LoopStats, ProcessRow, Snapshot
+
+LOOP_TIMEOUT = 1.0
+
+
+@dataclass
+class SnapshotRequest:
+    sort: str = "reductions"
+    limit: int = 50
+    filter: str = ""
+    accumulate: bool = False
+    kinds: tuple[str, ...] = KINDS
+    memory: bool = True
+
+    @classmethod
+    def from_args(cls, args: dict[str, Any]) -> SnapshotRequest:
+        sort = args.get("sort", "reductions")
+        if sort not in SORT_KEYS:
+            raise ValueError(f"sort must be one of {', '.join(SORT_KEYS)}")
+        limit = args.get("limit", 50)
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 0 < limit <= 100_000:
+            raise ValueError("limit must be an integer from 1 to 100000")
+        text = args.get("filter", "")
+        if not isinstance(text, str) or len(text) > 200:
+            raise ValueError("filter must be a string of at most 200 characters")
+        kinds = args.get("kinds", list(KINDS))
+        if not isinstance(kinds, list) or not kinds or any(k not in KINDS for k in kinds):
+            raise ValueError(f"kinds must be a non-empty list of {', '.join(KINDS)}")
+        return cls(
+            sort=sort,
+            limit=limit,
+            filter=text.lower(),
+            accumulate=bool(args.get("accumulate", False)),
+            kinds=tuple(kinds),
+            memory=bool(args.get("memory", True)),
+        )
+
+
+@dataclass
+class Session:
+    """Per-client memory of the previous totals, for per-interval deltas."""
+
+    prev_tasks: dict[Any, tuple[int, float]] = field(default_factory=dict)
+    prev_threads: dict[int, float] = field(default_factory=dict)
+    prev_time: float = field(default_factory=time.monotonic)
+    loop_time: float = 0.0  # seconds the last snapshot spent on loop threads
+
+    def __post_init__(self) -> None:
+        # Threads that exist when the client arrives: their first interval starts now.
+        self.prev_threads = {s.ident: s.cpu for s in sample_threads() if s.cpu is not None}
+
+
+def take_snapshot(collector: Collector, session: Session, req: SnapshotRequest) -> Snapshot:
+    t0 = time.perf_counter()
+    session.loop_time = 0.0
+    now = time.monotonic()
+    interval = now - session.prev_time
+    loops = collector.refresh_loops()
+    rows: list[ProcessRow] = []
+    loop_stats: list[LoopStats] = []
+    total_rows = 0
+    new_prev: dict[Any, tuple[int, float]] = {}
+    notes: list[str] = []
+    tasks_by_loop = _tasks_by_loop(loops)
+    for loop in loops:
+        name = f"loop-{loop_thread_name(loop)}"
+        loop_tasks = tasks_by_loop.get(id(loop), [])
+        probe = collector.probes.get(id(loop))
+        p50, p99, lmax = probe.figures() if probe else (None, None, None)
+        counted = not is_uvloop(loop)
+        note = "" if counted else "uvloop: task steps are not counted (no Python Handle._run)"
+        stats = dict(
+            name=name,
+            thread=loop_thread_name(loop),
+            thread_id=loop_thread_id(loop) or 0,
+            tasks=len(loop_tasks),
+            ready=len(getattr(loop, "_ready", ()) or ()),
+            lag_p50=p50,
+            lag_p99=p99,
+            lag_max=lmax,
+            lag_max_total=probe.max_total if probe else None,
+            steps_counted=counted,
+            note=note,
+        )
+        if "task" not in req.kinds:
+            loop_stats.append(LoopStats(**stats))  # type: ignore[arg-type]
+            continue
+        try:
+            loop_rows, matched, prev = call_in_loop(
+                loop,
+                functools.partial(
+                    _loop_rows, collector, session, req, loop, loop_tasks, name, counted
+                ),
+                LOOP_TIMEOUT,
+            )
+        except LoopTimeout:
+            blocked = probe.blocked_for() if probe else LOOP_TIMEOUT
+            frame = sys._current_frames().get(loop_thread_id(loop) or -1)
+            stats["blocked_for"] = blocked
+            stats["blocked_stack"] = tuple(stack_of(frame))
+            notes.append(f"{name} blocked for {blocked:.1f} s: task rows not refreshed")
+            loop_stats.append(LoopStats(**stats))  # type: ignore[arg-type]
+            continue
+        loop_stats.append(LoopStats(**stats))  # type: ignore[arg-type]
+        rows.extend(loop_rows)
+        total_rows += matched
+        new_prev.update(prev)
+
+    thread_rows, matched = _thread_rows(collector, session, req, interval)
+    rows.extend(thread_rows)
+    total_rows += matched
+    queue_rows = _queue_rows(collector, req)
+    rows.extend(queue_rows)
+    total_rows += len(queue_rows)
+
+    rows = _top(rows, req)
+    session.prev_tasks = new_prev
+    session.prev_time = now
+    node = node_info(collector, loop_stats, sum(s.tasks for s in loop_stats))
+    return Snapshot(
+        node=node,
+        rows=tuple(rows),
+        sort=req.sort,
+        accumulate=req.accumulate,
+        interval=interval,
+        total_rows=total_rows,
+        taken_at=time.time(),
+        cost=time.perf_counter() - t0,
+        loop_time=session.loop_time,
+        notes=tuple(notes),
+    )
+
+
+def _tasks_by_loop(loops: list[Any]) -> dict[int, list[Any]]:
+    wanted = {id(loop) for loop in loops}
+    out: dict[int, list[Any]] = {k: [] for k in wanted}
+    for task in all_tasks_anywhere():
+        try:
+            key = id(task.get_loop())
+        except Exception:
+            continue
+        if key in wanted and not task.done():
+            out[key].append(task)
+    return out
+
+
+def _sort_value(row: ProcessRow, sort: str, accumulate: bool) -> float:
+    if sort == "reductions":
+        v: float | None = row.reductions_total if accumulate else row.reductions
+    elif sort == "time":
+        v = row.time_total if accumulate else row.time
+    elif sort == "mailbox":
+        v = row.mailbox
+    else:
+        v = row.memory
+    return -1.0 if v is None else float(v)
+
+
+def _top(rows: list[ProcessRow], req: SnapshotRequest) -> list[ProcessRow]:
+    return heapq.nlargest(req.limit, rows, key=lambda r: _sort_value(r, req.sort, req.accumulate))
+
+
+def _loop_rows(
+    collector: Collector,
+    session: Session,
+    req: SnapshotRequest,
+    loop: Any,
+    loop_tasks: list[Any],
+    loop_name: str,
+    counted: bool,
+) -> tuple[list[ProcessRow], int, dict[Any, tuple[int, float]]]:
+    """Runs on the loop's thread: select and describe this loop's top tasks."""
+    t0 = time.perf_counter()
+    try:
+        return _loop_rows_inner(collector, session, req, loop, loop_tasks, loop_name, counted)
+    finally:
+        session.loop_time += time.perf_counter() - t0
+
+
+def _loop_rows_inner(
+    collector: Collector,
+    session: Session,
+    req: SnapshotRequest,
+    loop: Any,
+    loop_tasks: list[Any],
+    loop_name: str,
+    counted: bool,
+) -> tuple[list[ProcessRow], int, dict[Any, tuple[int, float]]]:
+    steps = collector.steps
+    steps.prune()
+    tracker = collector.mailboxes
+    tracker.scan_tasks(loop_tasks)
+    mailboxes = tracker.mailboxes()
+    prev_tasks = session.prev_tasks
+    counters = steps.counters
+
+    if req.filter:
+        text = req.filter
+        candidates = [
+            t for t in loop_tasks if text in t.get_name().lower() or text in T.coro_name(t).lower()
+        ]
+    else:
+        candidates = loop_tasks
+
+    # Sort keys for every candidate are cheap dictionary reads; details come after the cut.
+    def key(task: Any) -> float:
+        if req.sort == "mailbox":
+            mb = mailbox_of(tracker, mailboxes, task)
+            return -1.0 if mb is None else float(mb)
+        if req.sort == "memory":
+            return 0.0
+        c = counters.get(task)
+        if c is None:
+            return 0.0
+        idx = 0 if req.sort == "reductions" else 1
+        if req.accumulate:
+            return float(c[idx])
+        p = prev_tasks.get(task)
+        return float(c[idx] - (p[idx] if p else 0))
+
+    if req.sort == "memory":
+        chosen = _memory_candidates(candidates, req.limit)
+    else:
+        chosen = heapq.nlargest(req.limit, candidates, key=key)
+
+    current = _current_task(loop)
+    ready = T.ready_owner_ids(loop)
+    rows = []
+    for task in chosen:
+        total_steps, total_time = steps.get(task)
+        p = prev_tasks.get(task)
+        d_steps = total_steps - (p[0] if p else 0)
+        d_time = total_time - (p[1] if p else 0.0)
+        frames = T.chain_frames(task)
+        mb_infos = mailboxes.get(id(task), [])
+        memory = None
+        if req.memory:
+            try:
+                memory = estimate([i.ref() for i in mb_infos if i.ref() is not None], frames)
+            except Exception:
+                memory = None
+        n = collector.task_id(task)
+        rows.append(
+            ProcessRow(
+                key=f"task:{n}",
+                kind="task",
+                id=str(n),
+                name=task.get_name(),
+                state=T.task_state(task, current, ready),
+                loop=loop_name,
+                reductions=d_steps if counted else None,
+                reductions_total=total_steps if counted else None,
+                time=d_time if counted else None,
+                time_total=total_time if counted else None,
+                mailbox=mailbox_of(tracker, mailboxes, task),
+                memory=memory,
+                current=T.current_location(task, frames),
+                waiting_on=T.describe_waiter(task, frames),
+                coro=T.coro_name(task),
+                notes=() if counted else ("uvloop: steps not counted",),
+            )
+        )
+    prev = {t: (int(c[0]), c[1]) for t, c in counters.items()}
+    tracker.forget_dead()
+    return rows, len(candidates), prev
+
+
+def _memory_candidates(tasks: list[Any], limit: int, budget: int = 2000) -> list[Any]:
+    """Memory is too dear to compute for every task: estimate up to ``budget`` of them."""
+    scored = []
+    for task in tasks[:budget]:
+        try:
+            scored.append((estimate([], T.chain_frames(task)), task))
+        except Exception:
+            continue
+    return [t for _, t in heapq.nlargest(limit, scored, key=lambda x: x[0])]
+
+
+def _current_task(loop: Any) -> Any:
+    import asyncio
+
+    try:
+        return asyncio.current_task(loop)
+    except Exception:
+        return None
+
+
+def _thread_rows(
+    collector: Collector, session: Session, req: SnapshotRequest, interval: float
+) -> tuple[list[ProcessRow], int]:
+    frames = sys._current_frames()
+    samples = sample_threads(frames)
+    collector.mailboxes.scan_threads(frames, {s.ident: s.thread for s in samples})
+    if "thread" not in req.kinds:
+        return [], 0
+    mailboxes = collector.mailboxes.mailboxes()
+    rows = []
+    new_prev: dict[int, float] = {}
+    for s in samples:
+        if req.filter and req.filter not in s.name.lower():
+            continue
+        prev = session.prev_threads.get(s.ident)
+        cpu = s.cpu
+        if cpu is not None:
+            new_prev[s.ident] = cpu
+        delta = None if cpu is None else cpu - (prev if prev is not None else 0.0)
+        mb = mailbox_of(collector.mailboxes, mailboxes, s.thread)
+        memory = None
+        if req.memory and s.frame is not None and s.ident != threading.get_ident():
+            try:
+                memory = estimate([], _frames_of(s.frame))
+            except Exception:
+                memory = None
+        rows.append(
+            ProcessRow(
+                key=f"thread:{s.native_id or s.ident}",
+                kind="thread",
+                id=str(s.native_id or s.ident),
+                name=s.name,
+                state=s.state,
+                reductions=None,
+                reductions_total=None,
+                time=delta,
+                time_total=cpu,
+                mailbox=mb,
+                memory=memory,
+                current=s.current,
+                waiting_on="queue.Queue.get" if mb is not None and s.state == "sleeping" else "",
+                coro="",
+                notes=("time = thread CPU seconds",),
+            )
+        )
+    session.prev_threads = new_prev
+    return rows, len(rows)
+
+
+def _frames_of(frame: Any, limit: int = 32) -> list[Any]:
+    out: list[Any] = []
+    while frame is not None and len(out) < limit:
+        out.append(frame)
+        frame = frame.f_back
+    return out
+
+
+def _queue_rows(collector: Collector, req: SnapshotRequest) -> list[ProcessRow]:
+    if "queue" not in req.kinds:
+        return []
+    rows = []
+    for info, consumers in collector.mailboxes.shared():
+        q = info.ref()
+        if q is None:
+            continue
+        names = [_process_name(c) for c in consumers]
+        name = f"{type(q).__name__}#{info.seq} <- " + ", ".join(sorted(names)[:4])
+        if len(names) > 4:
+            name += f" +{len(names) - 4}"
+        if req.filter and req.filter not in name.lower():
+            continue
+        memory = None
+        if req.memory:
+            try:
+                memory = estimate([q], [])
+            except Exception:
+                memory = None
+        rows.append(
+            ProcessRow(
+                key=f"queue:{info.seq}",
+                kind="queue",
+                id=f"q{info.seq}",
+                name=name,
+                state="shared",
+                mailbox=queue_length(q),
+                memory=memory,
+                consumers=len(consumers),
+                putters=blocked_putters(q),
+                notes=("shared queue: several consumers",),
+            )
+        )
+    return rows
+
+
+__all__ = ["Session", "SnapshotRequest", "take_snapshot", "__version__"]
+
+
+def _process_name(obj: Any) -> str:
+    get_name = getattr(obj, "get_name", None)
+    return str(get_name() if get_name is not None else getattr(obj, "name", "?"))

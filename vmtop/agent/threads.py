@@ -1,0 +1,89 @@
+"""Threads as processes: CPU time (``pthread_getcpuclockid``), kernel state, current frame."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+from vmtop.agent.tasks import frame_location
+from vmtop.records import Location
+
+_STATES = {"R": "running", "S": "sleeping", "D": "blocked", "T": "stopped", "Z": "zombie"}
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadSample:
+    thread: Any
+    ident: int
+    native_id: int | None
+    name: str
+    cpu: float | None  # seconds of CPU used by the thread so far
+    state: str
+    current: Location | None
+    frame: FrameType | None
+
+
+def thread_cpu(ident: int) -> float | None:
+    """CPU seconds of the thread with ``threading.get_ident() == ident`` (None if unknown)."""
+    try:
+        return time.clock_gettime(time.pthread_getcpuclockid(ident))
+    except (OSError, AttributeError, OverflowError):
+        return None
+
+
+def kernel_state(native_id: int | None) -> str:
+    if native_id is None:
+        return "-"
+    try:
+        with open(f"/proc/self/task/{native_id}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return "-"
+    # "tid (comm) S ..." — comm may hold spaces and parentheses: split after the last ')'.
+    rest = data[data.rfind(b")") + 2 :]
+    return _STATES.get(rest[:1].decode(errors="replace"), "-")
+
+
+def sample_threads(frames: dict[int, FrameType] | None = None) -> list[ThreadSample]:
+    """One sample per live Python thread (the agent's own threads excluded)."""
+    if frames is None:
+        frames = sys._current_frames()
+    out = []
+    for thread in threading.enumerate():
+        if getattr(thread, "_vmtop_agent", False):
+            continue
+        ident = thread.ident
+        if ident is None:
+            continue
+        frame = frames.get(ident)
+        out.append(
+            ThreadSample(
+                thread=thread,
+                ident=ident,
+                native_id=thread.native_id,
+                name=thread.name,
+                cpu=thread_cpu(ident),
+                state=kernel_state(thread.native_id),
+                current=_user_location(frame),
+                frame=frame,
+            )
+        )
+    return out
+
+
+def _user_location(frame: FrameType | None) -> Location | None:
+    return frame_location(frame) if frame is not None else None
+
+
+def stack_of(frame: FrameType | None, limit: int = 64) -> list[Location]:
+    """Innermost-last stack of a thread's frame."""
+    out: list[Location] = []
+    while frame is not None and len(out) < limit:
+        out.append(frame_location(frame))
+        frame = frame.f_back
+    out.reverse()
+    return out

@@ -1,0 +1,109 @@
+"""``vmtop top PID``: etop-like snapshots of a live target, as text or JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from vmtop.cli import options
+from vmtop.cli.errors import CliError
+from vmtop.client import AgentClient, ClientError
+from vmtop.records import SCHEMA_VERSION, SORT_KEYS
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "top",
+        help="print snapshots of a live target (text like top -b, or --json)",
+        description="Print etop-like snapshots of the processes (asyncio tasks, threads, "
+        "shared queues) of a running Python program that has a vmtop agent.",
+    )
+    p.add_argument("pid", type=options.pid, help="process id of the target")
+    p.add_argument("--once", action="store_true", help="print one snapshot and exit")
+    p.add_argument("--count", type=options.positive_int, metavar="N", help="print N snapshots")
+    p.add_argument(
+        "--interval",
+        "-i",
+        type=options.interval,
+        default=1.0,
+        metavar="S",
+        help="seconds between snapshots; the first covers one interval (default 1)",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help=f"one JSON object per snapshot (schema {SCHEMA_VERSION})",
+    )
+    p.add_argument("--sort", "-s", choices=SORT_KEYS, default="reductions")
+    p.add_argument(
+        "-n",
+        "--lines",
+        type=options.positive_int,
+        default=30,
+        metavar="LINES",
+        help="rows per snapshot (default 30)",
+    )
+    p.add_argument(
+        "--accumulate",
+        "-a",
+        action="store_true",
+        help="totals since attach instead of per-interval deltas",
+    )
+    p.add_argument(
+        "--filter", "-f", default="", metavar="TEXT", help="only rows whose name contains TEXT"
+    )
+    p.add_argument(
+        "--kinds",
+        default="task,thread,queue",
+        metavar="K,K",
+        help="row kinds to show: task,thread,queue (default all)",
+    )
+    p.set_defaults(func=run)
+
+
+def parse_kinds(text: str) -> tuple[str, ...]:
+    kinds = tuple(k.strip() for k in text.split(",") if k.strip())
+    bad = [k for k in kinds if k not in ("task", "thread", "queue")]
+    if bad or not kinds:
+        raise CliError(f"--kinds takes task, thread and/or queue, not {text!r}")
+    return kinds
+
+
+def run(args: argparse.Namespace) -> int:
+    from vmtop.views.top_text import render
+
+    kinds = parse_kinds(args.kinds)
+    count = 1 if args.once else args.count
+    try:
+        client = AgentClient(args.pid).connect()
+    except ClientError as exc:
+        raise CliError(str(exc)) from None
+    shown = 0
+    try:
+        while count is None or shown < count:
+            time.sleep(args.interval)
+            snap = client.snapshot(
+                sort=args.sort,
+                limit=args.lines,
+                filter=args.filter,
+                accumulate=args.accumulate,
+                kinds=kinds,
+            )
+            if args.json:
+                sys.stdout.write(json.dumps(snap.to_dict(), default=str) + "\n")
+            else:
+                if shown:
+                    sys.stdout.write("\n")
+                sys.stdout.write(render(snap))
+            sys.stdout.flush()
+            shown += 1
+    except ClientError as exc:
+        raise CliError(str(exc)) from None
+    except BrokenPipeError:
+        return 0
+    finally:
+        client.close()
+    return 0

@@ -1,0 +1,181 @@
+"""The snapshot schema: immutable records that the agent builds and every view reads.
+
+One schema feeds the TUI, ``vmtop top`` (text and ``--json``) and any exporter. Records are
+plain frozen dataclasses that round-trip through JSON (``to_dict`` / ``from_dict``). A value
+that cannot be measured is ``None`` and shows as "–", never 0; a row says why in ``notes``.
+
+``SCHEMA_VERSION`` changes when a field changes meaning or disappears; new optional fields do
+not change it. ``vmtop top --json`` prints ``Snapshot.to_dict()``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, TypeVar
+
+SCHEMA_VERSION = 1
+
+KINDS = ("task", "thread", "queue")
+SORT_KEYS = ("reductions", "time", "mailbox", "memory")
+
+T = TypeVar("T")
+
+
+def _from_dict(cls: type[T], data: dict[str, Any]) -> T:
+    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """Where a process is now: innermost frame of its await chain or thread stack."""
+
+    function: str
+    file: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.function} ({self.file.rsplit('/', 1)[-1]}:{self.line})"
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessRow:
+    """One lightweight process: an asyncio task, a thread, or a shared queue.
+
+    Units: ``reductions`` = task steps (tasks) — ``None`` for threads (CPU time is in ``time``);
+    ``time`` = seconds of wall time inside the task's steps (tasks) or thread CPU seconds
+    (threads); ``mailbox`` = items waiting in the queue this process consumes; ``memory`` =
+    estimated bytes (see docs/columns.md). Counters are per interval unless the snapshot says
+    ``accumulate``; ``*_total`` fields are always totals since attach.
+    """
+
+    key: str  # "task:<n>", "thread:<native id>", "queue:<n>": stable while the process lives
+    kind: str
+    id: str  # short display id
+    name: str
+    state: str  # running | ready | waiting | done | blocked | sleeping | idle | -
+    loop: str = ""  # "loop-<thread name>" for tasks; "" otherwise
+    reductions: int | None = None
+    reductions_total: int | None = None
+    time: float | None = None
+    time_total: float | None = None
+    mailbox: int | None = None
+    memory: int | None = None
+    current: Location | None = None
+    waiting_on: str = ""
+    coro: str = ""
+    consumers: int | None = None  # queue rows: consumers seen
+    putters: int | None = None  # queue rows: blocked putters
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["notes"] = list(self.notes)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ProcessRow:
+        d = dict(data)
+        if d.get("current"):
+            d["current"] = Location(**d["current"])
+        d["notes"] = tuple(d.get("notes") or ())
+        return _from_dict(cls, d)
+
+
+@dataclass(frozen=True, slots=True)
+class LoopStats:
+    """One running event loop: its ready queue and lag probe figures (seconds)."""
+
+    name: str
+    thread: str
+    thread_id: int
+    tasks: int
+    ready: int
+    lag_p50: float | None = None
+    lag_p99: float | None = None
+    lag_max: float | None = None
+    lag_max_total: float | None = None
+    blocked_for: float | None = None  # set when the loop did not answer the snapshot in time
+    blocked_stack: tuple[Location, ...] = ()
+    steps_counted: bool = True
+    note: str = ""
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LoopStats:
+        d = dict(data)
+        d["blocked_stack"] = tuple(Location(**x) for x in d.get("blocked_stack") or ())
+        return _from_dict(cls, d)
+
+
+@dataclass(frozen=True, slots=True)
+class GenGC:
+    collections: int
+    collected: int
+    uncollectable: int
+    pause_total: float
+    pause_max: float
+    pause_p50: float | None = None
+    pause_p99: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NodeInfo:
+    """The node header: the target process as a whole."""
+
+    pid: int
+    argv: tuple[str, ...]
+    python: str
+    implementation: str
+    uptime: float
+    cpu_percent: float | None
+    rss: int | None
+    threads: int
+    tasks: int
+    loops: tuple[LoopStats, ...] = ()
+    gc: tuple[GenGC, ...] = ()
+    gc_share: float | None = None
+    tracemalloc: bool = False
+    tracemalloc_bytes: int | None = None
+    agent_version: str = ""
+    attached_for: float = 0.0
+    clients: int = 0
+    dropped_frames: int = 0
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NodeInfo:
+        d = dict(data)
+        d["argv"] = tuple(d.get("argv") or ())
+        d["loops"] = tuple(LoopStats.from_dict(x) for x in d.get("loops") or ())
+        d["gc"] = tuple(GenGC(**x) for x in d.get("gc") or ())
+        return _from_dict(cls, d)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """One answer to a ``snapshot`` request: the node and the selected rows, in order."""
+
+    node: NodeInfo
+    rows: tuple[ProcessRow, ...]
+    sort: str
+    accumulate: bool
+    interval: float  # seconds covered by per-interval figures
+    total_rows: int  # rows that matched before the top-N cut
+    taken_at: float  # target's time.time()
+    cost: float  # seconds from request to answer, waiting for busy loops included
+    loop_time: float = 0.0  # seconds the loops were held by the snapshot (what the target paid)
+    schema: int = SCHEMA_VERSION
+    notes: tuple[str, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["rows"] = [r.to_dict() for r in self.rows]
+        d["notes"] = list(self.notes)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Snapshot:
+        d = dict(data)
+        d["node"] = NodeInfo.from_dict(d["node"])
+        d["rows"] = tuple(ProcessRow.from_dict(r) for r in d.get("rows") or ())
+        d["notes"] = tuple(d.get("notes") or ())
+        return _from_dict(cls, d)

@@ -1,0 +1,1 @@
+"""Snapshot -> text: formatting shared by ``vmtop top`` and the TUI."""

@@ -1,0 +1,103 @@
+"""``vmtop top`` text output: an etop-like header and one line per process."""
+
+from __future__ import annotations
+
+import time
+
+from vmtop.records import NodeInfo, ProcessRow, Snapshot
+from vmtop.views import format as F
+
+COLUMNS = [
+    ("ID", 8, "<"),
+    ("NAME", 22, "<"),
+    ("KIND", 6, "<"),
+    ("REDS", 8, ">"),
+    ("TIME", 9, ">"),
+    ("MAILBOX", 7, ">"),
+    ("MEMORY", 10, ">"),
+    ("STATE", 8, "<"),
+    ("CURRENT FUNCTION", 0, "<"),
+]
+
+
+def header_lines(node: NodeInfo) -> list[str]:
+    lines = [
+        f"vmtop — pid {node.pid}  {node.implementation} {node.python}  up {F.uptime(node.uptime)}"
+        f"  cpu {F.percent(node.cpu_percent)}  rss {F.nbytes(node.rss)}"
+        f"  {time.strftime('%H:%M:%S')}",
+        "argv: " + F.truncate(" ".join(node.argv), 100),
+    ]
+    ready = sum(loop.ready for loop in node.loops)
+    parts = [
+        f"tasks {node.tasks}",
+        f"threads {node.threads}",
+        f"loops {len(node.loops)}",
+        f"run queue {ready}",
+    ]
+    for loop in node.loops:
+        lag = f"lag p50 {F.seconds(loop.lag_p50)} p99 {F.seconds(loop.lag_p99)} max {F.seconds(loop.lag_max)}"
+        if loop.blocked_for:
+            lag += f"  BLOCKED for {F.seconds(loop.blocked_for)}"
+        parts.append(f"{loop.name}: {lag}")
+    lines.append("  ".join(parts))
+    if node.gc:
+        gc = "  ".join(
+            f"gen{i} {g.collections}× {F.seconds(g.pause_total)} (max {F.seconds(g.pause_max)})"
+            for i, g in enumerate(node.gc)
+        )
+        share = f"  in gc {F.percent(node.gc_share * 100 if node.gc_share is not None else None)}"
+        lines.append(f"gc: {gc}{share}")
+    else:
+        lines.append("gc: –")
+    tm = f"on, {F.nbytes(node.tracemalloc_bytes)} traced" if node.tracemalloc else "off"
+    lines.append(f"tracemalloc {tm}")
+    return lines
+
+
+def row_cells(row: ProcessRow, accumulate: bool) -> list[str]:
+    reds = row.reductions_total if accumulate else row.reductions
+    secs = row.time_total if accumulate else row.time
+    current = str(row.current) if row.current else ""
+    if row.waiting_on:
+        current = f"{current} ⟵ {row.waiting_on}" if current else row.waiting_on
+    if row.kind == "queue":
+        current = f"{row.consumers} consumers, {row.putters} blocked putters"
+    return [
+        row.id,
+        row.name,
+        row.kind,
+        F.count(reds),
+        F.seconds(secs),
+        F.count(row.mailbox),
+        F.nbytes(row.memory),
+        row.state,
+        current,
+    ]
+
+
+def render(snapshot: Snapshot, width: int = 132) -> str:
+    lines = header_lines(snapshot.node)
+    mode = (
+        "totals since attach" if snapshot.accumulate else f"per {snapshot.interval:.2f} s interval"
+    )
+    lines.append(
+        f"{mode}  sorted by {snapshot.sort}  {len(snapshot.rows)} of {snapshot.total_rows} rows"
+        f"  (loop time {F.seconds(snapshot.loop_time)})"
+    )
+    lines.extend(f"note: {n}" for n in snapshot.notes)
+    lines.append("")
+    fixed = sum(w + 1 for _, w, _ in COLUMNS[:-1])
+    last = max(20, width - fixed)
+    head = []
+    for name, w, align in COLUMNS:
+        head.append(f"{name:{align}{w or last}}")
+    lines.append(" ".join(head).rstrip())
+    lines.append("-" * min(width, fixed + last))
+    for row in snapshot.rows:
+        cells = row_cells(row, snapshot.accumulate)
+        out = []
+        for (_, w, align), cell in zip(COLUMNS, cells, strict=True):
+            w = w or last
+            out.append(f"{F.truncate(cell, w):{align}{w}}")
+        lines.append(" ".join(out).rstrip())
+    return "\n".join(lines) + "\n"
