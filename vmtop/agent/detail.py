@@ -166,6 +166,8 @@ def cancel(collector: Collector, key: str, peer: str, timeout: float = 1.0) -> d
         raise NotFound(f"no running task {key}")
 
     def do_cancel() -> bool:
+        if task.done():  # checked on the loop thread: the task may have just finished
+            raise NotFound(f"no running task {key}")
         log.warning(
             "vmtop: cancelling task %r (%s) at the request of %s", task.get_name(), key, peer
         )

@@ -1,0 +1,96 @@
+"""Start a real target under ``vmtop run`` and talk to it (shared by the agent tests)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from vmtop.paths import socket_path
+
+TARGETS = Path(__file__).parent / "targets"
+
+
+class Target:
+    """A target process under ``python -m vmtop run``, with JSON lines on stdout."""
+
+    def __init__(self, script: str, *args: str, python: str = sys.executable) -> None:
+        self.proc = subprocess.Popen(
+            [python, "-m", "vmtop", "run", str(TARGETS / script), *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+        )
+        self.pid = self.proc.pid
+        self.pending: list[dict[str, Any]] = []
+        self.ready = self.read_until("ready")
+
+    def send(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def read_until(self, key: str, timeout: float = 20.0) -> dict[str, Any]:
+        """The next unread JSON line from stdout that has ``key`` (lines without it are kept
+        for later calls). A blocking read: the target prints it when the event happened."""
+        for i, obj in enumerate(self.pending):
+            if key in obj:
+                return self.pending.pop(i)
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                err = self.proc.stderr.read() if self.proc.stderr else ""
+                raise AssertionError(f"target exited ({self.proc.poll()}): {err[-2000:]}")
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                continue
+            if key in obj:
+                return dict(obj)
+            self.pending.append(dict(obj))
+        raise AssertionError(f"target did not print {key!r} in {timeout} s")
+
+    def state(self) -> dict[str, Any]:
+        self.send("state")
+        return self.read_until("handle_run_original")
+
+    @property
+    def socket(self) -> Path:
+        return socket_path(self.pid)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            try:
+                self.send("quit 0")
+                return self.proc.wait(10)
+            except (BrokenPipeError, subprocess.TimeoutExpired):
+                self.proc.kill()
+        return self.proc.wait(10)
+
+    def __enter__(self) -> Target:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def vmtop_cmd(*args: str, timeout: float = 60, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "vmtop", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "COLUMNS": "160"},
+        **kwargs,
+    )
