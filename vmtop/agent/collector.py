@@ -33,6 +33,8 @@ class Collector:
         self._task_ids: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
         self._tasks_by_id: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
         self._process: Any = None
+        self.memory_cache: dict[Any, int] = {}  # task -> last memory estimate (loop thread)
+        self.memory_cursor = 0
 
     # -- lifecycle --------------------------------------------------------------------------
     def attach(self) -> None:
@@ -63,6 +65,7 @@ class Collector:
                 self.gc = None
             self.mailboxes.uninstall()
             self.mailboxes = MailboxTracker()
+            self.memory_cache.clear()
             self._process = None
 
     def refresh_loops(self) -> list[Any]:

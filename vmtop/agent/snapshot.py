@@ -253,7 +253,7 @@ def _loop_rows_inner(
         return float(c[idx] - (p[idx] if p else 0))
 
     if req.sort == "memory":
-        chosen = _memory_candidates(candidates, req.limit)
+        chosen = _memory_candidates(collector, candidates, req.limit)
     else:
         chosen = heapq.nlargest(req.limit, candidates, key=key)
 
@@ -271,6 +271,7 @@ def _loop_rows_inner(
         if req.memory:
             try:
                 memory = estimate([i.ref() for i in mb_infos if i.ref() is not None], frames)
+                collector.memory_cache[task] = memory
             except Exception:
                 memory = None
         n = collector.task_id(task)
@@ -299,15 +300,35 @@ def _loop_rows_inner(
     return rows, len(candidates), prev
 
 
-def _memory_candidates(tasks: list[Any], limit: int, budget: int = 2000) -> list[Any]:
-    """Memory is too dear to compute for every task: estimate up to ``budget`` of them."""
-    scored = []
-    for task in tasks[:budget]:
+MEMORY_BUDGET = 300  # memory estimates refreshed per snapshot when sorting by memory
+
+
+def _memory_candidates(collector: Collector, tasks: list[Any], limit: int) -> list[Any]:
+    """Top tasks by memory estimate without estimating every task on every refresh.
+
+    Estimates are cached per task; each snapshot refreshes the current leaders plus the next
+    ``MEMORY_BUDGET`` tasks in a round-robin cursor, so at 100k tasks the ranking converges
+    over successive refreshes instead of blocking the loop for seconds.
+    """
+    cache = collector.memory_cache
+    n = len(tasks)
+    if n == 0:
+        return []
+    leaders = heapq.nlargest(limit, (t for t in cache if not t.done()), key=cache.__getitem__)
+    start = collector.memory_cursor % n
+    batch = tasks[start : start + MEMORY_BUDGET]
+    if len(batch) < MEMORY_BUDGET:
+        batch += tasks[: MEMORY_BUDGET - len(batch)]
+    collector.memory_cursor = start + MEMORY_BUDGET
+    for task in [*leaders, *batch]:
         try:
-            scored.append((estimate([], T.chain_frames(task)), task))
+            cache[task] = estimate([], T.chain_frames(task))
         except Exception:
             continue
-    return [t for _, t in heapq.nlargest(limit, scored, key=lambda x: x[0])]
+    if len(cache) > n + 1000:
+        for task in [t for t in cache if t.done()]:
+            del cache[task]
+    return heapq.nlargest(limit, tasks, key=lambda t: cache.get(t, -1))
 
 
 def _current_task(loop: Any) -> Any:
@@ -359,7 +380,7 @@ def _thread_rows(
                 mailbox=mb,
                 memory=memory,
                 current=s.current,
-                waiting_on="queue.Queue.get" if mb is not None and s.state == "sleeping" else "",
+                waiting_on=s.waiting_on,
                 coro="",
                 notes=("time = thread CPU seconds",),
             )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import sysconfig
 import threading
 import time
 from dataclasses import dataclass
@@ -25,6 +27,7 @@ class ThreadSample:
     state: str
     current: Location | None
     frame: FrameType | None
+    waiting_on: str = ""
 
 
 def thread_cpu(ident: int) -> float | None:
@@ -70,13 +73,40 @@ def sample_threads(frames: dict[int, FrameType] | None = None) -> list[ThreadSam
                 state=kernel_state(thread.native_id),
                 current=_user_location(frame),
                 frame=frame,
+                waiting_on=library_call(frame),
             )
         )
     return out
 
 
+_STDLIB = sysconfig.get_paths()["stdlib"] + os.sep
+
+
+def is_library_frame(frame: FrameType) -> bool:
+    """Frames of the standard library (not site-packages): threading, queue, selectors..."""
+    filename = frame.f_code.co_filename
+    return filename.startswith(_STDLIB) and "site-packages" not in filename
+
+
 def _user_location(frame: FrameType | None) -> Location | None:
-    return frame_location(frame) if frame is not None else None
+    """Innermost frame outside the standard library (else the innermost frame)."""
+    f = frame
+    while f is not None and is_library_frame(f):
+        f = f.f_back
+    target = f if f is not None else frame
+    return frame_location(target) if target is not None else None
+
+
+def library_call(frame: FrameType | None) -> str:
+    """The standard-library function the thread's own code is in (``Queue.get``), or ''."""
+    last = None
+    f = frame
+    while f is not None and is_library_frame(f):
+        last = f
+        f = f.f_back
+    if last is None or f is None:
+        return ""
+    return getattr(last.f_code, "co_qualname", last.f_code.co_name)
 
 
 def stack_of(frame: FrameType | None, limit: int = 64) -> list[Location]:
