@@ -7,15 +7,18 @@ no client watching runs exactly as without vmtop.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import weakref
 from typing import Any
 
 from vmtop.agent.lag import LagProbe
-from vmtop.agent.loops import is_uvloop, running_loops
+from vmtop.agent.loops import is_uvloop, running_loops, task_count
 from vmtop.agent.mailbox import MailboxTracker
 from vmtop.agent.step_hooks import StepCounter
+
+LOOP_RESCAN = 5.0  # seconds between full scans for new event loops
 
 
 class Collector:
@@ -35,6 +38,10 @@ class Collector:
         self._process: Any = None
         self.memory_cache: dict[Any, int] = {}  # task -> last memory estimate (loop thread)
         self.memory_cursor = 0
+        self.scan_cursor = 0  # round-robin position of the idle-consumer scan
+        self.loop_task_counts: dict[int, int] = {}
+        self._loops: list[Any] = []
+        self._loops_scanned_at = 0.0
 
     # -- lifecycle --------------------------------------------------------------------------
     def attach(self) -> None:
@@ -68,9 +75,22 @@ class Collector:
             self.memory_cache.clear()
             self._process = None
 
-    def refresh_loops(self) -> list[Any]:
-        """Current running loops; new ones get a lag probe (and their eager factory wrapped)."""
-        loops = running_loops()
+    def refresh_loops(self, max_age: float = LOOP_RESCAN) -> list[Any]:
+        """Current running loops; new ones get a lag probe (and their eager factory wrapped).
+
+        Finding loops means looking at every task, so the full scan (which also counts each
+        loop's tasks) runs at most every ``max_age`` seconds; in between, the known loops that
+        still run are reused and a single loop's task count is read from the registry size.
+        """
+        now = time.monotonic()
+        if now - self._loops_scanned_at >= max_age or not self._loops:
+            self._loops, self.loop_task_counts = running_loops()
+            self._loops_scanned_at = now
+        else:
+            self._loops = [lp for lp in self._loops if lp.is_running() and not lp.is_closed()]
+            if len(self._loops) == 1:
+                self.loop_task_counts = {id(self._loops[0]): task_count()}
+        loops = self._loops
         with self._lock:
             alive = {id(loop) for loop in loops}
             for key in [k for k in self.probes if k not in alive]:
@@ -81,10 +101,8 @@ class Collector:
                         probe = self.probes[id(loop)] = LagProbe(loop)
                         probe.start()
                         if not is_uvloop(loop):
-                            try:
+                            with contextlib.suppress(RuntimeError):
                                 loop.call_soon_threadsafe(self.steps.wrap_eager_factory, loop)
-                            except RuntimeError:
-                                pass
         return loops
 
     def _start_gc(self) -> None:

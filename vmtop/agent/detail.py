@@ -57,7 +57,7 @@ def frame_info(frame: FrameType, with_locals: bool = True) -> dict[str, Any]:
 
 def _mailbox_detail(collector: Collector, obj: Any) -> list[dict[str, Any]]:
     out = []
-    for info in collector.mailboxes.mailboxes().get(id(obj), []):
+    for info in collector.mailboxes.queues_of(obj):
         q = info.ref()
         if q is None:
             continue
@@ -135,9 +135,10 @@ def _frames(frame: FrameType | None) -> list[FrameType]:
 
 def _task_detail(collector: Collector, key: str, task: Any) -> dict[str, Any]:
     frames = T.chain_frames(task)
+    collector.steps.drain()
     steps, seconds = collector.steps.get(task)
     mailbox = _mailbox_detail(collector, task)
-    infos = collector.mailboxes.mailboxes().get(id(task), [])
+    infos = collector.mailboxes.queues_of(task)
     roots = [q for q in (i.ref() for i in infos) if q is not None]
     return {
         "key": key,

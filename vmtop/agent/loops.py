@@ -6,7 +6,8 @@ import asyncio
 import asyncio.tasks
 import concurrent.futures
 import threading
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -23,30 +24,63 @@ def _task_registries() -> list[Any]:
     return regs
 
 
-def all_tasks_anywhere() -> list[Any]:
-    """Every live task of every loop (safe from any thread: retries if a set changes size)."""
+def task_refs() -> list[Any]:
+    """Weak references to every live task of every loop (safe from any thread, cheap).
+
+    Copies the WeakSets' underlying sets of weak references (a C-speed copy that a
+    concurrent add cannot break); callers dereference only the slice they need.
+    """
     out: list[Any] = []
     for reg in _task_registries():
+        data = getattr(reg, "data", None)
         for _ in range(100):
             try:
-                out.extend(list(reg))
+                if data is None:  # a plain set of tasks (3.12+ _eager_tasks)
+                    out.extend(weakref.ref(t) for t in list(reg))
+                else:
+                    out.extend(list(data))
                 break
             except RuntimeError:  # set changed size during iteration
                 continue
     return out
 
 
-def running_loops() -> list[asyncio.AbstractEventLoop]:
-    """Running loops that own at least one task (``asyncio.run`` always has its main task)."""
-    seen: dict[int, asyncio.AbstractEventLoop] = {}
-    for task in all_tasks_anywhere():
+def deref(refs: Iterable[Any]) -> list[Any]:
+    """The live tasks behind ``refs``."""
+    return [t for t in map(_call, refs) if t is not None]
+
+
+def _call(ref: Any) -> Any:
+    return ref()
+
+
+def all_tasks_anywhere() -> list[Any]:
+    """Every live task of every loop (safe from any thread)."""
+    return deref(task_refs())
+
+
+def task_count() -> int:
+    """Live tasks in all loops, O(1): the registries' sizes."""
+    return sum(len(reg) for reg in _task_registries())
+
+
+def running_loops(tasks: list[Any] | None = None) -> tuple[list[Any], dict[int, int]]:
+    """Running loops that own at least one task, and the number of live tasks of each."""
+    seen: dict[int, Any] = {}
+    counts: dict[int, int] = {}
+    for task in all_tasks_anywhere() if tasks is None else tasks:
         try:
             loop = task.get_loop()
         except Exception:
             continue
-        if id(loop) not in seen and loop.is_running() and not loop.is_closed():
-            seen[id(loop)] = loop
-    return list(seen.values())
+        key = id(loop)
+        if key not in seen:
+            if not loop.is_running() or loop.is_closed():
+                continue
+            seen[key] = loop
+        if not task.done():
+            counts[key] = counts.get(key, 0) + 1
+    return list(seen.values()), counts
 
 
 def loop_thread_id(loop: asyncio.AbstractEventLoop) -> int | None:

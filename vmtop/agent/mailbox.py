@@ -11,6 +11,7 @@ Threads blocked in ``queue.Queue.get`` are found the same way from their stacks.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import queue as stdqueue
 import threading
 import weakref
@@ -73,6 +74,9 @@ class MailboxTracker:
         self.queues: dict[int, QueueInfo] = {}
         self._by_task: dict[int, tuple[Any, int]] = {}  # id(task) -> (fut_waiter, id(queue))
         self._seq = 0
+        self.by_consumer: dict[int, set[int]] = {}  # id(consumer) -> ids of its queues
+        self.multi: set[int] = set()  # ids of queues seen with more than one consumer
+        self._last_live = 0
         self._originals: dict[str, Any] = {}
         self._lock = threading.Lock()
 
@@ -126,23 +130,32 @@ class MailboxTracker:
     def _note(self, q: Any, consumer: Any) -> None:
         try:
             with self._lock:
-                info = self._info(q)
-                if info is not None:
-                    info.consumers[id(consumer)] = weakref.ref(consumer)
+                self._add(q, consumer)
         except Exception:
             pass  # never raise into the program's get()
 
-    def _info(self, q: Any) -> QueueInfo | None:
+    def _add(self, q: Any, consumer: Any) -> None:
         info = self.queues.get(id(q))
-        if info is not None and info.ref() is q:
-            return info
-        try:
-            ref = weakref.ref(q)
-        except TypeError:
-            return None
-        self._seq += 1
-        info = self.queues[id(q)] = QueueInfo(ref, self._seq)
-        return info
+        if info is None or info.ref() is not q:
+            try:
+                ref = weakref.ref(q)
+            except TypeError:
+                return
+            self._seq += 1
+            info = self.queues[id(q)] = QueueInfo(ref, self._seq)
+        if id(consumer) not in info.consumers:
+            info.consumers[id(consumer)] = weakref.ref(consumer)
+            self.by_consumer.setdefault(id(consumer), set()).add(id(q))
+            if len(info.consumers) > 1:
+                self.multi.add(id(q))
+
+    def _drop(self, q_id: int, consumer_id: int) -> None:
+        info = self.queues.get(q_id)
+        if info is not None:
+            info.consumers.pop(consumer_id, None)
+        owned = self.by_consumer.get(consumer_id)
+        if owned is not None:
+            owned.discard(q_id)
 
     # -- asyncio --------------------------------------------------------------------------
     def scan_tasks(self, tasks: Iterable[Any]) -> None:
@@ -159,13 +172,10 @@ class MailboxTracker:
             q = _queue_awaited_by(task.get_coro())
             by_task[id(task)] = (waiter, id(q) if q is not None else 0)
             if q is not None and seen is not None and seen[1] not in (0, id(q)):
-                old = self.queues.get(seen[1])  # the task moved on to another queue
-                if old is not None:
-                    old.consumers.pop(id(task), None)
+                self._drop(seen[1], id(task))  # the task moved on to another queue
             if q is not None:
-                info = self._info(q)
-                if info is not None:
-                    info.consumers[id(task)] = weakref.ref(task)
+                with self._lock:
+                    self._add(q, task)
 
     def scan_threads(self, frames: dict[int, FrameType], threads: dict[int, Any]) -> None:
         """Record queue.Queue consumers among thread stacks (``sys._current_frames()``)."""
@@ -173,33 +183,77 @@ class MailboxTracker:
             q = _queue_in_stack(frame)
             thread = threads.get(ident)
             if q is not None and thread is not None:
-                info = self._info(q)
-                if info is not None:
-                    info.consumers[id(thread)] = weakref.ref(thread)
+                with self._lock:
+                    self._add(q, thread)
 
     def forget_dead(self) -> None:
-        for key, info in list(self.queues.items()):
-            if info.ref() is None:
-                del self.queues[key]
+        """Drop queues that were garbage collected (cheap: only when many are tracked)."""
+        if len(self.queues) < 2 * self._last_live + 1024:
+            return
+        with self._lock:
+            for key, info in list(self.queues.items()):
+                if info.ref() is None:
+                    del self.queues[key]
+                    self.multi.discard(key)
+            for cid in [c for c, owned in self.by_consumer.items() if not owned]:
+                del self.by_consumer[cid]
+            self._last_live = len(self.queues)
         if len(self._by_task) > 4 * max(1024, len(self.queues)):
             self._by_task.clear()
 
     # -- reading ----------------------------------------------------------------------------
-    def mailboxes(self) -> dict[int, list[QueueInfo]]:
-        """id(process) -> queues it is the only live consumer of."""
-        out: dict[int, list[QueueInfo]] = {}
-        for info in list(self.queues.values()):
-            consumers = info.live_consumers()
-            if len(consumers) == 1:
-                out.setdefault(id(consumers[0]), []).append(info)
+    def queues_of(self, obj: Any) -> list[QueueInfo]:
+        """Queues whose only live consumer is ``obj`` (its mailboxes)."""
+        out = []
+        for q_id in list(self.by_consumer.get(id(obj), ())):
+            info = self.queues.get(q_id)
+            if info is None or info.ref() is None:
+                continue
+            live = info.live_consumers()
+            if len(live) == 1 and live[0] is obj:
+                out.append(info)
         return out
+
+    def mailbox_of(self, obj: Any) -> int | None:
+        """Items waiting for ``obj`` (a task or thread), None when it consumes no known queue."""
+        infos = self.queues_of(obj)
+        if not infos:
+            return None
+        total = 0
+        for info in infos:
+            q = info.ref()
+            n = queue_length(q) if q is not None else None
+            total += n or 0
+        return total
+
+    def longest(self, limit: int) -> list[tuple[int, Any]]:
+        """``(length, consumer)`` of the longest single-consumer queues (``len(q._queue)``)."""
+        scored = []
+        for info in list(self.queues.values()):
+            q = info.ref()
+            if q is None or len(info.consumers) != 1:
+                continue
+            try:
+                n = len(q._queue)
+            except Exception:
+                continue
+            scored.append((n, info))
+        out = []
+        for n, info in heapq.nlargest(limit * 2, scored, key=lambda x: x[0]):
+            live = info.live_consumers()
+            if len(live) == 1:
+                out.append((n, live[0]))
+        return out[:limit]
 
     def shared(self) -> list[tuple[QueueInfo, list[Any]]]:
         """Queues with more than one live consumer: they get rows of their own."""
         out = []
-        for info in list(self.queues.values()):
+        for q_id in list(self.multi):
+            info = self.queues.get(q_id)
+            if info is None or info.ref() is None:
+                continue
             consumers = info.live_consumers()
-            if len(consumers) > 1 and info.ref() is not None:
+            if len(consumers) > 1:
                 out.append((info, consumers))
         return out
 
@@ -224,19 +278,3 @@ def _queue_in_stack(frame: FrameType | None) -> Any:
         frame = frame.f_back
         depth += 1
     return None
-
-
-def mailbox_of(
-    tracker: MailboxTracker, mailboxes: dict[int, list[QueueInfo]], obj: Any
-) -> int | None:
-    """Items waiting for ``obj`` (a task or thread), or None when it consumes no known queue."""
-    infos = mailboxes.get(id(obj))
-    if not infos:
-        return None
-    total = 0
-    for info in infos:
-        q = info.ref()
-        n = queue_length(q) if q is not None else None
-        if n is not None:
-            total += n
-    return total

@@ -22,13 +22,14 @@ from vmtop.agent import tasks as T
 from vmtop.agent.collector import Collector
 from vmtop.agent.loops import (
     LoopTimeout,
-    all_tasks_anywhere,
     call_in_loop,
+    deref,
     is_uvloop,
     loop_thread_id,
     loop_thread_name,
+    task_refs,
 )
-from vmtop.agent.mailbox import blocked_putters, mailbox_of, queue_length
+from vmtop.agent.mailbox import blocked_putters, queue_length
 from vmtop.agent.memory import estimate
 from vmtop.agent.node import node_info
 from vmtop.agent.threads import sample_threads, stack_of
@@ -74,7 +75,7 @@ class SnapshotRequest:
 class Session:
     """Per-client memory of the previous totals, for per-interval deltas."""
 
-    prev_tasks: dict[Any, tuple[int, float]] = field(default_factory=dict)
+    pending: dict[Any, list[float]] = field(default_factory=dict)  # task -> [steps, s]
     prev_threads: dict[int, float] = field(default_factory=dict)
     prev_time: float = field(default_factory=time.monotonic)
     loop_time: float = 0.0  # seconds the last snapshot spent on loop threads
@@ -93,12 +94,9 @@ def take_snapshot(collector: Collector, session: Session, req: SnapshotRequest) 
     rows: list[ProcessRow] = []
     loop_stats: list[LoopStats] = []
     total_rows = 0
-    new_prev: dict[Any, tuple[int, float]] = {}
     notes: list[str] = []
-    tasks_by_loop = _tasks_by_loop(loops)
     for loop in loops:
         name = f"loop-{loop_thread_name(loop)}"
-        loop_tasks = tasks_by_loop.get(id(loop), [])
         probe = collector.probes.get(id(loop))
         p50, p99, lmax = probe.figures() if probe else (None, None, None)
         counted = not is_uvloop(loop)
@@ -107,7 +105,7 @@ def take_snapshot(collector: Collector, session: Session, req: SnapshotRequest) 
             name=name,
             thread=loop_thread_name(loop),
             thread_id=loop_thread_id(loop) or 0,
-            tasks=len(loop_tasks),
+            tasks=collector.loop_task_counts.get(id(loop), 0),
             ready=len(getattr(loop, "_ready", ()) or ()),
             lag_p50=p50,
             lag_p99=p99,
@@ -120,11 +118,9 @@ def take_snapshot(collector: Collector, session: Session, req: SnapshotRequest) 
             loop_stats.append(LoopStats(**stats))  # type: ignore[arg-type]
             continue
         try:
-            loop_rows, matched, prev = call_in_loop(
+            loop_rows, matched = call_in_loop(
                 loop,
-                functools.partial(
-                    _loop_rows, collector, session, req, loop, loop_tasks, name, counted
-                ),
+                functools.partial(_loop_rows, collector, session, req, loop, name, counted),
                 LOOP_TIMEOUT,
             )
         except LoopTimeout:
@@ -138,7 +134,6 @@ def take_snapshot(collector: Collector, session: Session, req: SnapshotRequest) 
         loop_stats.append(LoopStats(**stats))  # type: ignore[arg-type]
         rows.extend(loop_rows)
         total_rows += matched
-        new_prev.update(prev)
 
     thread_rows, matched = _thread_rows(collector, session, req, interval)
     rows.extend(thread_rows)
@@ -148,7 +143,6 @@ def take_snapshot(collector: Collector, session: Session, req: SnapshotRequest) 
     total_rows += len(queue_rows)
 
     rows = _top(rows, req)
-    session.prev_tasks = new_prev
     session.prev_time = now
     node = node_info(collector, loop_stats, sum(s.tasks for s in loop_stats))
     return Snapshot(
@@ -163,19 +157,6 @@ def take_snapshot(collector: Collector, session: Session, req: SnapshotRequest) 
         loop_time=session.loop_time,
         notes=tuple(notes),
     )
-
-
-def _tasks_by_loop(loops: list[Any]) -> dict[int, list[Any]]:
-    wanted = {id(loop) for loop in loops}
-    out: dict[int, list[Any]] = {k: [] for k in wanted}
-    for task in all_tasks_anywhere():
-        try:
-            key = id(task.get_loop())
-        except Exception:
-            continue
-        if key in wanted and not task.done():
-            out[key].append(task)
-    return out
 
 
 def _sort_value(row: ProcessRow, sort: str, accumulate: bool) -> float:
@@ -199,16 +180,18 @@ def _loop_rows(
     session: Session,
     req: SnapshotRequest,
     loop: Any,
-    loop_tasks: list[Any],
     loop_name: str,
     counted: bool,
-) -> tuple[list[ProcessRow], int, dict[Any, tuple[int, float]]]:
+) -> tuple[list[ProcessRow], int]:
     """Runs on the loop's thread: select and describe this loop's top tasks."""
     t0 = time.perf_counter()
     try:
-        return _loop_rows_inner(collector, session, req, loop, loop_tasks, loop_name, counted)
+        return _loop_rows_inner(collector, session, req, loop, loop_name, counted)
     finally:
         session.loop_time += time.perf_counter() - t0
+
+
+SCAN_BUDGET = 2000  # tasks checked per snapshot for an idle wait in Queue.get (round robin)
 
 
 def _loop_rows_inner(
@@ -216,57 +199,90 @@ def _loop_rows_inner(
     session: Session,
     req: SnapshotRequest,
     loop: Any,
-    loop_tasks: list[Any],
     loop_name: str,
     counted: bool,
-) -> tuple[list[ProcessRow], int, dict[Any, tuple[int, float]]]:
+) -> tuple[list[ProcessRow], int]:
     steps = collector.steps
+    steps.drain()
     steps.prune()
     tracker = collector.mailboxes
-    tracker.scan_tasks(loop_tasks)
-    mailboxes = tracker.mailboxes()
-    prev_tasks = session.prev_tasks
-    counters = steps.counters
+    pending = session.pending  # counts since this client's previous snapshot
+    totals = steps.totals
 
+    def mine(task: Any) -> bool:
+        return task.get_loop() is loop and not task.done()
+
+    # Consumers idle in Queue.get since before we attached: a bounded round-robin scan.
+    refs = task_refs()
+    if refs:
+        start = collector.scan_cursor % len(refs)
+        batch = deref(refs[start : start + SCAN_BUDGET])
+        collector.scan_cursor = start + SCAN_BUDGET
+        tracker.scan_tasks(t for t in batch if mine(t))
+
+    matched = collector.loop_task_counts.get(id(loop), 0)
     if req.filter:
         text = req.filter
-        candidates = [
-            t for t in loop_tasks if text in t.get_name().lower() or text in T.coro_name(t).lower()
+        pool = [
+            t
+            for t in deref(refs)
+            if mine(t) and (text in t.get_name().lower() or text in T.coro_name(t).lower())
         ]
+        matched = len(pool)
     else:
-        candidates = loop_tasks
+        pool = None  # every task of the loop; only the ones that matter are looked at
 
-    # Sort keys for every candidate are cheap dictionary reads; details come after the cut.
-    def key(task: Any) -> float:
-        if req.sort == "mailbox":
-            mb = mailbox_of(tracker, mailboxes, task)
-            return -1.0 if mb is None else float(mb)
-        if req.sort == "memory":
-            return 0.0
-        c = counters.get(task)
-        if c is None:
-            return 0.0
-        idx = 0 if req.sort == "reductions" else 1
-        if req.accumulate:
-            return float(c[idx])
-        p = prev_tasks.get(task)
-        return float(c[idx] - (p[idx] if p else 0))
+    idx = 0 if req.sort == "reductions" else 1
+    source = totals if req.accumulate else pending
 
+    def figure(task: Any) -> float:
+        return float(source[task][idx])
+
+    limit = req.limit
     if req.sort == "memory":
-        chosen = _memory_candidates(collector, candidates, req.limit)
+        chosen = _memory_candidates(
+            collector, pool if pool is not None else [t for t in deref(refs) if mine(t)], limit
+        )
+    elif req.sort == "mailbox":
+        if pool is not None:
+            scored = [(tracker.mailbox_of(t), t) for t in pool]
+            chosen = [
+                t
+                for n, t in heapq.nlargest(
+                    limit, scored, key=lambda x: -1 if x[0] is None else x[0]
+                )
+            ]
+        else:
+            chosen = [
+                t for _, t in tracker.longest(limit * 2) if hasattr(t, "get_loop") and mine(t)
+            ][:limit]
     else:
-        chosen = heapq.nlargest(req.limit, candidates, key=key)
+        # Only tasks that stepped (in the interval, or since attach) have a non-zero figure.
+        if pool is None:
+            active = [t for t in source if mine(t)]
+        else:
+            active = [t for t in pool if t in source]
+        chosen = heapq.nlargest(limit, active, key=figure)
+    if len(chosen) < limit:  # fill with other tasks of the loop (idle ones), no scoring needed
+        have = {id(t) for t in chosen}
+        for t in pool if pool is not None else map(_deref_one, refs):
+            if t is None:
+                continue
+            if len(chosen) >= limit:
+                break
+            if id(t) not in have and (pool is not None or mine(t)):
+                chosen.append(t)
+                have.add(id(t))
 
     current = _current_task(loop)
     ready = T.ready_owner_ids(loop)
     rows = []
     for task in chosen:
         total_steps, total_time = steps.get(task)
-        p = prev_tasks.get(task)
-        d_steps = total_steps - (p[0] if p else 0)
-        d_time = total_time - (p[1] if p else 0.0)
+        d = pending.get(task)
+        d_steps, d_time = (int(d[0]), d[1]) if d is not None else (0, 0.0)
         frames = T.chain_frames(task)
-        mb_infos = mailboxes.get(id(task), [])
+        mb_infos = tracker.queues_of(task)
         memory = None
         if req.memory:
             try:
@@ -287,7 +303,7 @@ def _loop_rows_inner(
                 reductions_total=total_steps if counted else None,
                 time=d_time if counted else None,
                 time_total=total_time if counted else None,
-                mailbox=mailbox_of(tracker, mailboxes, task),
+                mailbox=tracker.mailbox_of(task),
                 memory=memory,
                 current=T.current_location(task, frames),
                 waiting_on=T.describe_waiter(task, frames),
@@ -295,12 +311,17 @@ def _loop_rows_inner(
                 notes=() if counted else ("uvloop: steps not counted",),
             )
         )
-    prev = {t: (int(c[0]), c[1]) for t, c in counters.items()}
+    for task in [t for t in pending if t.get_loop() is loop]:
+        del pending[task]  # only this loop's thread adds this loop's tasks: no race
     tracker.forget_dead()
-    return rows, len(candidates), prev
+    return rows, matched
 
 
 MEMORY_BUDGET = 300  # memory estimates refreshed per snapshot when sorting by memory
+
+
+def _deref_one(ref: Any) -> Any:
+    return ref()
 
 
 def _memory_candidates(collector: Collector, tasks: list[Any], limit: int) -> list[Any]:
@@ -348,7 +369,6 @@ def _thread_rows(
     collector.mailboxes.scan_threads(frames, {s.ident: s.thread for s in samples})
     if "thread" not in req.kinds:
         return [], 0
-    mailboxes = collector.mailboxes.mailboxes()
     rows = []
     new_prev: dict[int, float] = {}
     for s in samples:
@@ -359,7 +379,7 @@ def _thread_rows(
         if cpu is not None:
             new_prev[s.ident] = cpu
         delta = None if cpu is None else cpu - (prev if prev is not None else 0.0)
-        mb = mailbox_of(collector.mailboxes, mailboxes, s.thread)
+        mb = collector.mailboxes.mailbox_of(s.thread)
         memory = None
         if req.memory and s.frame is not None and s.ident != threading.get_ident():
             try:

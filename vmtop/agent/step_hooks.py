@@ -5,6 +5,11 @@ Python on 3.11-3.13); for a task step or wake-up, ``handle._callback.__self__`` 
 We wrap that method while at least one client is attached and restore the original when the
 last one leaves, so an unwatched program pays nothing.
 
+The hook writes into a per-thread "recent" dict (a loop's tasks always step on the loop's
+thread). A snapshot drains that dict on the same thread — so no step is ever lost to a race —
+merges it into the totals and hands it to every client session: a refresh then costs
+O(tasks that ran since the last refresh), not O(tasks that ever ran).
+
 Holes, reported rather than guessed: uvloop has its own Cython Handle (no counts: the row
 says so), and a 3.12+ eager task runs its first step inside ``create_task``; a task-factory
 proxy times that step and counts it, for loops whose factory we could wrap.
@@ -15,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import asyncio.events
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from time import perf_counter
 from typing import Any
 
@@ -23,23 +28,44 @@ _TASK_TYPES: tuple[type, ...] = tuple(
     {t for t in (asyncio.Task, getattr(asyncio.tasks, "_PyTask", None)) if isinstance(t, type)}
 )
 
+Counts = dict[Any, list[float]]  # task -> [steps, seconds]
+
+
+class _Recent(threading.local):
+    def __init__(self) -> None:
+        self.counts: Counts = {}
+        self.other: list[float] = [0, 0.0]
+
+
+def merge(into: Counts, counts: Counts) -> None:
+    for task, c in counts.items():
+        t = into.get(task)
+        if t is None:
+            into[task] = [c[0], c[1]]
+        else:
+            t[0] += c[0]
+            t[1] += c[1]
+
 
 class StepCounter:
     """Per-task ``[steps, seconds]`` counters, fed by the wrapped ``Handle._run``.
 
-    ``counters`` maps a Task to a two-item list; entries of finished tasks are pruned by
-    :meth:`prune`, which the snapshot calls on the loop thread. ``other`` counts non-task
-    callbacks (I/O callbacks, call_later timers): ``[count, seconds]``.
+    ``totals`` holds what was drained so far (cumulative since attach); the hook's per-thread
+    ``recent`` dicts hold what happened since. ``other`` counts non-task callbacks (I/O
+    callbacks, call_later timers) drained so far: ``[count, seconds]``.
     """
 
     def __init__(self) -> None:
-        self.counters: dict[Any, list[float]] = {}
+        self.totals: Counts = {}
         self.other: list[float] = [0, 0.0]
-        self.finished: list[float] = [0, 0.0]  # counters of pruned (finished) tasks
+        self.finished: list[float] = [0, 0.0]  # totals of pruned (finished) tasks
+        self.sinks: list[Counts] = []  # each client session's counts since its last snapshot
+        self._recent = _Recent()
         self._original: Callable[[Any], None] | None = None
         self._wrapped: Callable[[Any], None] | None = None
         self._factories: dict[Any, Any] = {}  # loop -> factory we replaced
         self._lock = threading.Lock()
+        self._prunes = 0
 
     @property
     def installed(self) -> bool:
@@ -50,8 +76,7 @@ class StepCounter:
             if self._original is not None:
                 return
             original = asyncio.events.Handle._run
-            counters = self.counters
-            other = self.other
+            recent = self._recent
             task_types = _TASK_TYPES
 
             def _run(self: Any, _orig: Any = original, _pc: Any = perf_counter) -> None:
@@ -62,13 +87,15 @@ class StepCounter:
                 finally:
                     dt = _pc() - t0
                     if isinstance(owner, task_types):
-                        c = counters.get(owner)
+                        counts = recent.counts
+                        c = counts.get(owner)
                         if c is None:
-                            counters[owner] = [1, dt]
+                            counts[owner] = [1, dt]
                         else:
                             c[0] += 1
                             c[1] += dt
                     else:
+                        other = recent.other
                         other[0] += 1
                         other[1] += dt
 
@@ -90,9 +117,11 @@ class StepCounter:
                 if getattr(loop.get_task_factory(), "_vmtop_original", object()) is factory:
                     loop.set_task_factory(factory)
             self._factories.clear()
-            self.counters.clear()
+            self.totals.clear()
             self.other[:] = [0, 0.0]
             self.finished[:] = [0, 0.0]
+            self.sinks.clear()
+            self._recent = _Recent()  # per-thread leftovers are dropped with the old object
 
     def wrap_eager_factory(self, loop: Any) -> bool:
         """Count the eager first step of tasks made by ``loop``'s task factory (3.12+).
@@ -102,7 +131,7 @@ class StepCounter:
         factory = loop.get_task_factory()
         if factory is None or hasattr(factory, "_vmtop_original") or loop in self._factories:
             return factory is None or hasattr(factory, "_vmtop_original")
-        counters = self.counters
+        recent = self._recent
 
         def counting_factory(loop_: Any, coro: Any, **kwargs: Any) -> Any:
             t0 = perf_counter()
@@ -111,9 +140,10 @@ class StepCounter:
             started = getattr(coro, "cr_suspended", False) or getattr(coro, "cr_frame", 0) is None
             if task.done() or started:
                 # The factory ran the first step eagerly (asyncio.eager_task_factory).
-                c = counters.get(task)
+                counts = recent.counts
+                c = counts.get(task)
                 if c is None:
-                    counters[task] = [1, dt]
+                    counts[task] = [1, dt]
                 else:
                     c[0] += 1
                     c[1] += dt
@@ -124,17 +154,39 @@ class StepCounter:
         self._factories[loop] = factory
         return True
 
-    def prune(self) -> None:
-        """Drop counters of finished tasks (keeps their sum in ``finished``). Loop thread."""
-        done = [t for t in list(self.counters) if t.done()]
-        for task in done:
-            c = self.counters.pop(task, None)
+    # -- on a loop thread -------------------------------------------------------------------
+    def drain(self) -> Counts:
+        """Move this thread's recent counts into the totals and every session's sink."""
+        recent = self._recent
+        counts, other = recent.counts, recent.other
+        recent.counts, recent.other = {}, [0, 0.0]
+        self.other[0] += other[0]
+        self.other[1] += other[1]
+        if counts:
+            merge(self.totals, counts)
+            for sink in list(self.sinks):
+                merge(sink, counts)
+        return counts
+
+    def prune(self, every: int = 10) -> None:
+        """Drop totals of finished tasks (keeps their sum in ``finished``).
+
+        Runs on every ``every``-th call: finished tasks are skipped by readers anyway."""
+        self._prunes += 1
+        if self._prunes % every:
+            return
+        for task in [t for t in list(self.totals) if t.done()]:
+            c = self.totals.pop(task, None)
             if c is not None:
                 self.finished[0] += c[0]
                 self.finished[1] += c[1]
 
     def get(self, task: Any) -> tuple[int, float]:
-        c = self.counters.get(task)
+        """Totals drained so far for ``task`` (call :meth:`drain` first on its thread)."""
+        c = self.totals.get(task)
         if c is None:
             return 0, 0.0
         return int(c[0]), c[1]
+
+    def tasks(self) -> Iterable[Any]:
+        return list(self.totals)
