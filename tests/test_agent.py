@@ -38,10 +38,23 @@ def test_hot_task_is_first_by_reductions_and_time(target: Target) -> None:
     assert hot.time is not None and hot.time > 0
 
 
+def poll(fetch, until, timeout: float = 10.0):  # type: ignore[no-untyped-def]
+    """Call ``fetch`` until ``until(result)`` holds (the target acts on its own schedule)."""
+    deadline = time.monotonic() + timeout
+    result = fetch()
+    while not until(result) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        result = fetch()
+    return result
+
+
 def test_busy_consumer_shows_its_backlog_as_mailbox(target: Target) -> None:
     with AgentClient(target.pid) as client:
-        time.sleep(0.2)  # the consumer dequeues every 20 ms: it is seen as the consumer
-        snap = client.snapshot(sort="mailbox", limit=3, kinds=("task",))
+        # The consumer dequeues every 20 ms; from its first get() after attach it is known.
+        snap = poll(
+            lambda: client.snapshot(sort="mailbox", limit=3, kinds=("task",)),
+            lambda s: s.rows[0].mailbox is not None and s.rows[0].mailbox > 0,
+        )
     first = snap.rows[0]
     assert first.name == "backlog-consumer"
     assert first.mailbox == 500
