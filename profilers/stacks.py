@@ -114,20 +114,18 @@ class StackModel:
 
     def self_weights(self) -> dict[Frame, float]:
         """Weight of each frame as the leaf of a stack (its own time / bytes)."""
-        out: dict[Frame, float] = {}
+        by_id = [0.0] * len(self.frames)
         for ids, weight in self.stacks.items():
-            leaf = self.frames[ids[-1]]
-            out[leaf] = out.get(leaf, 0) + weight
-        return out
+            by_id[ids[-1]] += weight
+        return {f: w for f, w in zip(self.frames, by_id, strict=True) if w}
 
     def total_weights(self) -> dict[Frame, float]:
         """Weight of the stacks each frame appears in, counted once per stack (inclusive)."""
-        out: dict[Frame, float] = {}
+        by_id = [0.0] * len(self.frames)
         for ids, weight in self.stacks.items():
             for i in set(ids):
-                frame = self.frames[i]
-                out[frame] = out.get(frame, 0) + weight
-        return out
+                by_id[i] += weight
+        return {f: w for f, w in zip(self.frames, by_id, strict=True) if w}
 
     def filtered(self, keep: Iterable[int]) -> StackModel:
         """A model holding only stacks whose root-first ids contain one of ``keep``, cut there."""
@@ -147,7 +145,7 @@ class StackModel:
         labels = [_folded_label(f) for f in self.frames]
         for ids, weight in self.stacks.items():
             w = int(weight) if float(weight).is_integer() else weight
-            lines.append(";".join(labels[i] for i in ids) + f" {w}")
+            lines.append(";".join(map(labels.__getitem__, ids)) + f" {w}")
         return "\n".join(lines) + ("\n" if lines else "")
 
     @classmethod

@@ -11,7 +11,7 @@ from typing import NoReturn
 from vmtop.cli.errors import CliError
 
 # Sub-command modules, in the order ``vmtop --help`` lists them.
-COMMANDS: list[str] = ["run", "top", "ps", "profile"]
+COMMANDS: list[str] = ["run", "top", "ps", "attach", "demo", "profile", "allocations", "gc"]
 
 
 class Parser(argparse.ArgumentParser):
@@ -36,9 +36,42 @@ def build_parser() -> Parser:
     return parser
 
 
+def split_target_argv(parser: argparse.ArgumentParser, argv: list[str]) -> tuple[list[str], list[str]]:
+    """Split ``[vmtop options] script.py|-m module [program args]`` after the target.
+
+    Everything after the script (or ``-m module``) belongs to the program, even when it looks
+    like an option (``vmtop run -m pip --version``), exactly as with ``python``.
+    """
+    actions = parser._option_string_actions
+    i = 0
+    while i < len(argv):
+        tok = argv[i]
+        if tok == "--":
+            return argv[: i + 1], argv[i + 1 :]
+        if tok == "-m":
+            return argv[: i + 2], argv[i + 2 :]
+        if tok.startswith("-") and tok != "-":
+            action = actions.get(tok.split("=", 1)[0])
+            takes_value = action is not None and action.nargs != 0 and "=" not in tok
+            i += 2 if takes_value else 1
+            continue
+        return argv[: i + 1], argv[i + 1 :]
+    return argv, []
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    tail: list[str] = []
+    sub = _subparsers(parser)
+    if argv and argv[0] in sub:
+        cmd_parser = sub[argv[0]]
+        if any(a.dest == "target_args" for a in cmd_parser._actions):
+            head, tail = split_target_argv(cmd_parser, argv[1:])
+            argv = [argv[0], *head]
     args = parser.parse_args(argv)
+    if tail:
+        args.target_args = [*getattr(args, "target_args", []), *tail]
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -50,3 +83,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"vmtop {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
