@@ -1,0 +1,234 @@
+"""The sampled call profile report: a call tree (top down) and the top functions by own time."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sysconfig
+from typing import Any
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+from rich.tree import Tree
+
+from profilers.report import Report
+from profilers.stacks import Frame, StackModel
+from profilers.tree import Node, build_tree
+
+HIDE_BELOW = 0.01  # tree nodes under 1 % of the total are folded into a note
+MAX_DEPTH = 40
+TOP_FUNCTIONS = 15
+
+
+class SampledProfile(Report):
+    """What ``vmtop.profile(fn)`` returns: sampled stacks of one run with their wall time.
+
+    ``stacks`` is the :class:`~profilers.stacks.StackModel` (unit "seconds": each sample weighs
+    the wall time since the previous one), ready for every flamegraph writer; ``save(path)``
+    picks the format from the suffix. ``return_value`` is what the profiled function returned.
+    """
+
+    kind = "sampled"
+
+    def __init__(
+        self,
+        model: StackModel,
+        duration: float,
+        samples: int,
+        interval: float,
+        name: str = "profile",
+        return_value: Any = None,
+    ) -> None:
+        self.model = model
+        self.model.name = name
+        self.duration = duration
+        self.samples = samples
+        self.interval = interval
+        self.name = name
+        self.return_value = return_value
+
+    @property
+    def stacks(self) -> StackModel:
+        return self.model
+
+    def save(self, path: str | os.PathLike[str], title: str | None = None) -> str:
+        """Write a flamegraph (.svg .speedscope.json .json .folded .collapsed .html); returns
+        the format name. ``.pstats``/``.callgrind`` need call counts: use ``calls=True``."""
+        text = os.fspath(path)
+        if text.endswith((".pstats", ".prof", ".callgrind")) or _is_callgrind(text):
+            raise ValueError(
+                f"{_suffix(text)} needs call counts: profile with calls=True (vmtop profile --calls)"
+            )
+        from profilers.writers import save
+
+        return save(self.model, text, title=title or f"vmtop profile: {self.name}")
+
+    # -- reading ----------------------------------------------------------------------------
+    def top_functions(self, n: int = TOP_FUNCTIONS) -> list[tuple[Frame, float, float]]:
+        """``(frame, own, total)`` of the ``n`` functions with the most own time."""
+        own = self.model.self_weights()
+        total = self.model.total_weights()
+        ranked = sorted(own.items(), key=lambda item: (-item[1], item[0].label))
+        return [(frame, weight, total.get(frame, 0.0)) for frame, weight in ranked[:n]]
+
+    def to_dict(self) -> dict[str, Any]:
+        model = self.model
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "unit": model.unit,
+            "duration": self.duration,
+            "samples": self.samples,
+            "interval": self.interval,
+            "total": model.total,
+            "frames": [
+                {"function": f.function, "file": f.file, "line": f.line} for f in model.frames
+            ],
+            "stacks": [{"frames": list(ids), "weight": w} for ids, w in model.stacks.items()],
+            "top_functions": [
+                {"function": f.function, "file": f.file, "line": f.line, "own": o, "total": t}
+                for f, o, t in self.top_functions()
+            ],
+        }
+
+    # -- rendering --------------------------------------------------------------------------
+    def __rich__(self) -> Group:
+        model = self.model
+        total = model.total
+        header = Text.assemble(
+            ("vmtop profile", "bold"),
+            f" (sampled): {self.name}  ",
+            (f"{self.duration:.3f} s", "bold"),
+            f" wall, {self.samples:,} samples (interval {self.interval * 1000:g} ms)",
+        )
+        if not total:
+            return Group(header, Text("no samples: the code ran for less than one interval"))
+        return Group(header, Text(""), self._tree(total), Text(""), self._top_table(total))
+
+    def _tree(self, total: float) -> Tree:
+        root = build_tree(self.model)
+        tree = Tree(Text("call tree (top down)", style="bold"), guide_style="dim")
+        hidden = 0
+        hidden_weight = 0.0
+        deep = 0
+        todo: list[tuple[Node, Tree, int]] = [(root, tree, 0)]
+        while todo:
+            node, parent, depth = todo.pop()
+            for child in node.sorted_children():
+                if child.total < HIDE_BELOW * total:
+                    hidden += child.count()
+                    hidden_weight += child.total
+                    continue
+                if depth >= MAX_DEPTH:
+                    deep += 1
+                    continue
+                branch = parent.add(self._node_label(child, total))
+                todo.append((child, branch, depth + 1))
+        notes = []
+        if hidden:
+            notes.append(
+                f"{hidden:,} frames under {HIDE_BELOW:.0%} hidden "
+                f"({_share(hidden_weight, total)} of the time in all)"
+            )
+        if deep:
+            notes.append(f"{deep:,} branches deeper than {MAX_DEPTH} levels cut")
+        if notes:
+            tree.add(Text("; ".join(notes), style="dim italic"))
+        return tree
+
+    def _node_label(self, node: Node, total: float) -> Text:
+        frame = node.frame
+        text = Text.assemble(
+            (f"{node.total / total:6.1%}", _heat(node.total / total)),
+            "  ",
+            (_amount(node.total, self.model.unit), "cyan"),
+            "  ",
+            (frame.function, "bold" if node.own >= HIDE_BELOW * total else ""),
+        )
+        location = short_location(frame)
+        if location:
+            text.append(f"  {location}", style="dim")
+        if node.children and node.own >= HIDE_BELOW * total:
+            text.append(f"  (own {_share(node.own, total)})", style="dim")
+        return text
+
+    def _top_table(self, total: float) -> Table:
+        table = Table(
+            title="top functions by own time", title_justify="left", title_style="bold", box=None
+        )
+        table.add_column("own", justify="right", style="cyan")
+        table.add_column("own %", justify="right")
+        table.add_column("total %", justify="right")
+        table.add_column("function")
+        table.add_column("location", style="dim")
+        for frame, own, inclusive in self.top_functions():
+            table.add_row(
+                _amount(own, self.model.unit),
+                Text(_share(own, total), style=_heat(own / total)),
+                _share(inclusive, total),
+                frame.function,
+                short_location(frame),
+            )
+        return table
+
+
+def _share(part: float, total: float) -> str:
+    return f"{part / total:.1%}" if total else "–"
+
+
+def _amount(value: float, unit: str) -> str:
+    if unit == "seconds":
+        return format_seconds(value)
+    if unit == "bytes":
+        return f"{value:,.0f} B"
+    return f"{value:,.0f}"
+
+
+def format_seconds(value: float) -> str:
+    """``1.234 s``, ``12.3 ms`` or ``456 µs``: three significant figures where it matters."""
+    if value >= 1:
+        return f"{value:.3f} s"
+    if value >= 0.001:
+        return f"{value * 1000:.1f} ms"
+    return f"{value * 1e6:.0f} µs"
+
+
+def _heat(share: float) -> str:
+    if share >= 0.5:
+        return "bold red"
+    if share >= 0.2:
+        return "yellow"
+    return "green"
+
+
+def short_location(frame: Frame) -> str:
+    """``file:line`` with the file relative to the current directory, site-packages or stdlib."""
+    if not frame.file:
+        return ""
+    path = short_path(frame.file)
+    return f"{path}:{frame.line}" if frame.line else path
+
+
+@functools.lru_cache(maxsize=4096)
+def short_path(file: str) -> str:
+    cwd = os.getcwd() + os.sep
+    if file.startswith(cwd):
+        return file[len(cwd) :]
+    for marker in ("site-packages" + os.sep, "dist-packages" + os.sep):
+        at = file.rfind(marker)
+        if at >= 0:
+            return file[at + len(marker) :]
+    stdlib = sysconfig.get_paths()["stdlib"] + os.sep
+    if file.startswith(stdlib):
+        return file[len(stdlib) :]
+    return file
+
+
+def _suffix(path: str) -> str:
+    name = os.path.basename(path)
+    return name[name.find(".") :] if "." in name else name
+
+
+def _is_callgrind(path: str) -> bool:
+    return os.path.basename(path).startswith("callgrind.out")

@@ -1,0 +1,231 @@
+"""``vmtop profile [options] script.py [args]`` / ``-m module``: a call profile of a program.
+
+Like ``python -m cProfile`` and ``pyinstrument``: the program runs in this process as
+``__main__`` under the profiler; the report is printed to stdout, or written to ``-o FILE`` in
+the format its suffix names. ``vmtop profile`` exits with the program's exit code (130 when it
+was interrupted with Ctrl-C, which still writes the profile of what ran).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import profilers
+from vmtop.cli import options
+from vmtop.cli import target as target_module
+from vmtop.cli.errors import CliError
+from vmtop.cli.live_jobs import add_live_arguments, check_live_options, run_live
+from vmtop.cli.target import add_target_arguments, target_runner
+
+CALLS_ONLY_FORMATS = {".pstats": "pstats", ".prof": "pstats", ".callgrind": "callgrind"}
+# Frames of these files are the runner, not the program.
+HIDE_FILES = (os.path.abspath(__file__), os.path.abspath(target_module.__file__))
+_PROFILERS_DIR = os.path.dirname(os.path.abspath(profilers.__file__ or "")) + os.sep
+
+EPILOG = """\
+output formats (-o): .svg (interactive flamegraph), .speedscope.json, .folded, .html,
+  and with --calls also .pstats (pstats, snakeviz) and .callgrind (kcachegrind)
+
+examples:
+  vmtop profile app.py --port 8080          sampled call tree of app.py, printed
+  vmtop profile -o app.svg app.py           flamegraph
+  vmtop profile --calls --sort acc -m pkg   CNT / ACC / OWN with callers and callees
+  vmtop profile --calls -o app.pstats app.py
+"""
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "profile",
+        help="profile a script or module: sampled call tree, or --calls for CNT/ACC/OWN",
+        description="Run script.py (or -m module) as __main__ under a profiler and print the "
+        "report, or write it with -o. Arguments after the script go to it. Exits with the "
+        "program's exit code.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--calls",
+        action="store_true",
+        help="count every call with cProfile (CNT, ACC, OWN, callers and callees) "
+        "instead of sampling with pyinstrument",
+    )
+    p.add_argument(
+        "-i",
+        "--interval",
+        type=_sampling_interval,
+        default=0.001,
+        metavar="S",
+        help="sampling interval in seconds (default 0.001; sampled mode)",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="write FILE instead of printing; format from the suffix (see below)",
+    )
+    p.add_argument(
+        "--sort",
+        choices=("own", "acc", "cnt"),
+        help="--calls report order: own time (default), acc (including callees) or call count",
+    )
+    p.add_argument(
+        "--limit",
+        type=options.positive_int,
+        metavar="N",
+        help="--calls report: show the first N functions (default 20)",
+    )
+    p.add_argument(
+        "--filter",
+        metavar="TEXT",
+        help="--calls report: only functions whose name, path or module contains TEXT",
+    )
+    add_live_arguments(p, "profile")
+    add_target_arguments(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.pid is not None:
+        return run_live(args, "profile")
+    check_live_options(args)
+    _check_options(args)
+    output_format = _check_output(args.output, args.calls)
+    # A later `--pid PID -d SECONDS` (live target) branches here, before a program is run.
+    name, runner = _target(args)
+    outcome = _Outcome()
+    report = _profile(outcome.wrap(runner), name, args)
+    _emit(report, args, output_format)
+    return outcome.code
+
+
+# -- checks, all before the program runs ---------------------------------------------------------
+def _sampling_interval(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"interval must be a number of seconds, not {text!r}"
+        ) from None
+    if not 0 < value <= 10:
+        raise argparse.ArgumentTypeError(f"interval must be between 0 and 10 s, not {value:g}")
+    return value
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    if args.calls:
+        return
+    given = [f"--{name}" for name in ("sort", "limit", "filter") if getattr(args, name) is not None]
+    if given:
+        verb = "applies" if len(given) == 1 else "apply"
+        raise CliError(f"{'/'.join(given)} {verb} to the --calls report only: add --calls")
+
+
+def _check_output(path: str | None, calls: bool) -> str | None:
+    """The output format of ``path`` (None: print), or CliError for a path we cannot write."""
+    if path is None:
+        return None
+    from profilers.writers import format_for
+
+    base = os.path.basename(path)
+    fmt = next((f for s, f in CALLS_ONLY_FORMATS.items() if base.endswith(s) and base != s), None)
+    if base.startswith("callgrind.out"):
+        fmt = "callgrind"
+    if fmt is not None and not calls:
+        raise CliError(f"{fmt} output needs call counts: add --calls (or write .svg, .folded, ...)")
+    if fmt is None:
+        try:
+            fmt = format_for(path)
+        except ValueError as exc:
+            raise CliError(f"{exc} (or .pstats, .callgrind with --calls)") from None
+    directory = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise CliError(f"cannot write {path}: it is a directory")
+    if not os.path.isdir(directory):
+        raise CliError(f"cannot write {path}: no directory {directory}")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise CliError(f"cannot write {path}: directory {directory} is not writable")
+    return fmt
+
+
+def _target(args: argparse.Namespace) -> tuple[str, Callable[[], object]]:
+    if args.module:
+        sys.path.insert(0, os.getcwd())
+        try:
+            found = importlib.util.find_spec(args.module) is not None
+        except (ImportError, ValueError):
+            found = False
+        finally:
+            sys.path.pop(0)
+        if not found:
+            raise CliError(f"no module named {args.module}")
+    return target_runner(args)
+
+
+# -- running ---------------------------------------------------------------------------------------
+class _Outcome:
+    """The program's exit code; its errors are reported as Python would, the profile still made."""
+
+    def __init__(self) -> None:
+        self.code = 0
+
+    def wrap(self, runner: Callable[[], object]) -> Callable[[], None]:
+        def program() -> None:
+            try:
+                code = runner()
+                self.code = code if isinstance(code, int) else 0
+            except KeyboardInterrupt:
+                self.code = 130
+                print("vmtop profile: interrupted; the profile covers what ran", file=sys.stderr)
+            except BaseException:
+                self.code = 1
+                _print_program_error()
+
+        return program
+
+
+def _print_program_error() -> None:
+    etype, value, tb = sys.exc_info()
+    # Python shows the program's frames only: skip the runner's and runpy's.
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename in HIDE_FILES or "runpy" in filename or filename.startswith(_PROFILERS_DIR):
+            tb = tb.tb_next
+            continue
+        break
+    traceback.print_exception(etype, value, tb)
+
+
+def _profile(program: Callable[[], None], name: str, args: argparse.Namespace) -> Any:
+    from profilers.profile import run_profile
+
+    return run_profile(
+        program, interval=args.interval, calls=args.calls, hide_files=HIDE_FILES, name=name
+    )
+
+
+def _emit(report: Any, args: argparse.Namespace, fmt: str | None) -> None:
+    view = report
+    if args.calls:
+        view = report.report(sort=args.sort or "own", limit=args.limit or 20, filter=args.filter)
+    if args.output is None:
+        from rich.console import Console
+
+        console = Console(width=None if sys.stdout.isatty() else 120)
+        console.print(view)
+        return
+    try:
+        written = report.save(args.output)
+    except OSError as exc:
+        raise CliError(f"cannot write {args.output}: {exc.strerror or exc}") from None
+    if written in ("pstats", "callgrind"):
+        size = f"{len(report.functions):,} functions"
+    else:
+        size = f"{len(report.stacks):,} stacks"
+    print(f"wrote {args.output} ({written or fmt}, {size})", file=sys.stderr)
