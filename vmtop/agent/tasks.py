@@ -99,7 +99,9 @@ def describe_waiter(task: Any, frames: list[FrameType] | None = None) -> str:
         name = getattr(first.f_code, "co_qualname", first.f_code.co_name)
         if name == "sleep":
             delay = first.f_locals.get("delay")
-            return f"sleep {delay}s" if delay is not None else "sleep"
+            if isinstance(delay, int | float):
+                return f"sleep {delay:.3g}s"
+            return "sleep"
         if name == "__sleep0":
             return "sleep 0"
         return name
