@@ -101,9 +101,7 @@ def detail(collector: Collector, key: str, timeout: float = 1.0) -> dict[str, An
                     "stack": stack,
                     "mailbox": _mailbox_detail(collector, s.thread),
                     "memory": M.estimate([], _frames(s.frame)),
-                    "memory_note": M.__doc__.split("\n\n")[1].replace("\n", " ")
-                    if M.__doc__
-                    else "",
+                    "memory_note": M.NOTE,
                 }
         raise NotFound(f"no thread {key}")
     if kind == "queue" and ident.isdigit():
@@ -154,7 +152,7 @@ def _task_detail(collector: Collector, key: str, task: Any) -> dict[str, Any]:
         "await_chain": [frame_info(f) for f in frames],
         "mailbox": mailbox,
         "memory": M.estimate(roots, frames),
-        "memory_note": M.__doc__.split("\n\n")[1].replace("\n", " ") if M.__doc__ else "",
+        "memory_note": M.NOTE,
     }
 
 

@@ -19,6 +19,14 @@ from typing import Any
 
 DEPTH = 3
 BUDGET = 20_000
+NOTE = (
+    "CPython has no per-task heap. This estimate is the shallow size (sys.getsizeof) of the "
+    f"objects reachable from the process's suspended frames, {DEPTH} references deep, plus the "
+    f"items in its mailbox; the walk stops at {BUDGET:,} objects, samples large containers and "
+    "extrapolates, does not follow modules, classes or functions, and counts an object shared "
+    "by two processes in both. It tells which process holds the big structure, not how many "
+    "bytes freeing it would return: exact per-line bytes come from the allocation report."
+)
 SAMPLE = 256  # items of a large container that are looked at; the rest extrapolated
 
 _SKIP = (
