@@ -153,7 +153,9 @@ def test_hooks_exist_only_while_attached(target: Target) -> None:
     after = target.state()
     while after["threads"] != before["threads"] and time.monotonic() < deadline:
         after = target.state()  # the client's thread ends when its socket closes
-    assert after["handle_run_original"] and after["get_nowait_original"] and after["tq_get_original"]
+    assert (
+        after["handle_run_original"] and after["get_nowait_original"] and after["tq_get_original"]
+    )
     assert after["gc_callbacks"] == before["gc_callbacks"]
     assert after["threads"] == before["threads"]
     assert after["task_factory"] == before["task_factory"]

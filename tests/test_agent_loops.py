@@ -30,13 +30,12 @@ def test_uvloop_rows_say_steps_are_not_counted() -> None:
 
 @pytest.mark.skipif(sys.version_info < (3, 12), reason="eager task factories exist from 3.12")
 def test_eager_task_first_step_is_counted() -> None:
-    with Target("agent_loops_target.py", "eager") as target:
-        with AgentClient(target.pid) as client:
-            client.snapshot(limit=1)  # the agent wraps the loop's factory on attach
-            time.sleep(0.2)
-            target.send("spawn")
-            target.read_until("stepper_done")
-            snap = client.snapshot(kinds=("task",), filter="stepper", accumulate=True)
+    with Target("agent_loops_target.py", "eager") as target, AgentClient(target.pid) as client:
+        client.snapshot(limit=1)  # the agent wraps the loop's factory on attach
+        time.sleep(0.2)
+        target.send("spawn")
+        target.read_until("stepper_done")
+        snap = client.snapshot(kinds=("task",), filter="stepper", accumulate=True)
     (row,) = snap.rows
     # 1 eager first step inside create_task + 3 resumptions after sleep(0).
     assert row.reductions_total == 4

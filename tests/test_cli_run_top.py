@@ -77,7 +77,9 @@ def test_top_once_text_shows_header_and_hot_task(target: Target) -> None:
 
 
 def test_top_json_count_and_sort(target: Target) -> None:
-    proc = vmtop_cmd("top", str(target.pid), "--count", "2", "-i", "0.2", "--json", "--sort", "mailbox")
+    proc = vmtop_cmd(
+        "top", str(target.pid), "--count", "2", "-i", "0.2", "--json", "--sort", "mailbox"
+    )
     assert proc.returncode == 0, proc.stderr
     snaps = [json.loads(line) for line in proc.stdout.splitlines()]
     assert len(snaps) == 2

@@ -127,7 +127,15 @@ class StepCounter:
         """Count the eager first step of tasks made by ``loop``'s task factory (3.12+).
 
         Returns True when the loop's factory is now counted. Call on the loop's thread.
+        Scheduled at attach, it may run after a detach (the loop was blocked): then it does
+        nothing, so no counting factory outlives the clients.
         """
+        with self._lock:
+            if self._original is None:
+                return False
+            return self._wrap_eager_factory(loop)
+
+    def _wrap_eager_factory(self, loop: Any) -> bool:
         factory = loop.get_task_factory()
         if factory is None or hasattr(factory, "_vmtop_original") or loop in self._factories:
             return factory is None or hasattr(factory, "_vmtop_original")

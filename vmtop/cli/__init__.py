@@ -11,7 +11,17 @@ from typing import NoReturn
 from vmtop.cli.errors import CliError
 
 # Sub-command modules, in the order ``vmtop --help`` lists them.
-COMMANDS: list[str] = ["run", "top", "ps", "attach", "demo", "profile", "allocations", "gc"]
+COMMANDS: list[str] = [
+    "run",
+    "top",
+    "ps",
+    "attach",
+    "demo",
+    "profile",
+    "record",
+    "allocations",
+    "gc",
+]
 
 
 class Parser(argparse.ArgumentParser):
@@ -36,7 +46,9 @@ def build_parser() -> Parser:
     return parser
 
 
-def split_target_argv(parser: argparse.ArgumentParser, argv: list[str]) -> tuple[list[str], list[str]]:
+def split_target_argv(
+    parser: argparse.ArgumentParser, argv: list[str]
+) -> tuple[list[str], list[str]]:
     """Split ``[vmtop options] script.py|-m module [program args]`` after the target.
 
     Everything after the script (or ``-m module``) belongs to the program, even when it looks

@@ -31,6 +31,8 @@ def target_runner(args: argparse.Namespace) -> tuple[str, Callable[[], object]]:
     if args.module:
         module = args.module
         argv = [module, *rest]
+        if not module_exists(module):
+            raise CliError(f"no module named {module}")
 
         def run_module() -> object:
             sys.argv = argv
@@ -51,6 +53,19 @@ def target_runner(args: argparse.Namespace) -> tuple[str, Callable[[], object]]:
         return _exit_code(lambda: runpy.run_path(path, run_name="__main__"))
 
     return script, run_script
+
+
+def module_exists(module: str) -> bool:
+    """Whether ``python -m module`` would find it (the current directory first, as python)."""
+    import importlib.util
+
+    sys.path.insert(0, os.getcwd())
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+    finally:
+        sys.path.pop(0)
 
 
 def _exit_code(fn: Callable[[], object]) -> int:
