@@ -9,7 +9,6 @@ was interrupted with Ctrl-C, which still writes the profile of what ran).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import sys
 import traceback
@@ -97,7 +96,6 @@ def run(args: argparse.Namespace) -> int:
     check_live_options(args)
     _check_options(args)
     output_format = _check_output(args.output, args.calls)
-    # A later `--pid PID -d SECONDS` (live target) branches here, before a program is run.
     name, runner = _target(args)
     outcome = _Outcome()
     report = _profile(outcome.wrap(runner), name, args)
@@ -155,16 +153,6 @@ def _check_output(path: str | None, calls: bool) -> str | None:
 
 
 def _target(args: argparse.Namespace) -> tuple[str, Callable[[], object]]:
-    if args.module:
-        sys.path.insert(0, os.getcwd())
-        try:
-            found = importlib.util.find_spec(args.module) is not None
-        except (ImportError, ValueError):
-            found = False
-        finally:
-            sys.path.pop(0)
-        if not found:
-            raise CliError(f"no module named {args.module}")
     return target_runner(args)
 
 
