@@ -8,9 +8,11 @@ import sys
 import time
 from typing import Any
 
+from vmtop.attach import DEFAULT_TIMEOUT, ensure_agent
 from vmtop.cli import options
 from vmtop.cli.errors import CliError
 from vmtop.client import AgentClient, ClientError
+from vmtop.peek import PeekSource
 from vmtop.records import SCHEMA_VERSION, SORT_KEYS
 
 
@@ -61,6 +63,23 @@ def register(sub: Any) -> None:
         metavar="K,K",
         help="row kinds to show: task,thread,queue (default all)",
     )
+    p.add_argument(
+        "--peek",
+        action="store_true",
+        help="no agent: thread stacks from py-spy and psutil figures; nothing is loaded",
+    )
+    how = p.add_mutually_exclusive_group()
+    how.add_argument(
+        "--inject",
+        action="store_const",
+        const=True,
+        default=None,
+        help="load the agent with gdb if the target has none (asks on a terminal)",
+    )
+    how.add_argument(
+        "--no-inject", dest="inject", action="store_const", const=False, help="never load it"
+    )
+    p.add_argument("--yes", "-y", action="store_true", help="load the agent without asking")
     p.set_defaults(func=run)
 
 
@@ -77,8 +96,13 @@ def run(args: argparse.Namespace) -> int:
 
     kinds = parse_kinds(args.kinds)
     count = 1 if args.once else args.count
+    client: AgentClient | PeekSource
     try:
-        client = AgentClient(args.pid).connect()
+        if args.peek:
+            client = PeekSource(args.pid).connect()
+        else:
+            ensure_agent(args.pid, args.inject, args.yes, DEFAULT_TIMEOUT)
+            client = AgentClient(args.pid).connect()
     except ClientError as exc:
         raise CliError(str(exc)) from None
     shown = 0

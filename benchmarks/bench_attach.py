@@ -1,0 +1,209 @@
+"""Attach latency and the cost of ``vmtop record`` to the recorded process.
+
+    python benchmarks/bench_attach.py [--rounds N] [--quick]
+
+1. **Attach latency, agent present**: ``ensure_agent(pid)`` (finds and probes the socket)
+   plus ``AgentClient.connect()`` (hello), median of N runs on one target.
+2. **Attach latency, injection**: ``ensure_agent(pid, inject=True, yes=True)`` on a fresh
+   target each run (an injected agent stays loaded), for an asyncio loop idle in epoll_wait
+   and a CPU-busy main thread; median of N runs each, interleaved.
+3. **Throughput while recorded at 100 Hz**: a CPU-bound target counts loop iterations; each
+   round measures its rate over W seconds plain, while ``vmtop record -r 100`` samples it and
+   while bare ``py-spy record -r 100 --format raw`` samples it (the floor: vmtop adds only
+   reading and writing after py-spy stops), in rotating order; the window starts 0.5 s after
+   py-spy started and ends before the recording does. Ratios are rate / the same round's plain
+   rate; the table gives medians (min-max).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from vmtop.attach.ensure import ensure_agent  # noqa: E402
+from vmtop.client import AgentClient  # noqa: E402
+from vmtop.paths import socket_path  # noqa: E402
+from vmtop.peek import pyspy_path  # noqa: E402
+
+IDLE = """
+import asyncio
+async def main():
+    print("ready", flush=True)
+    await asyncio.get_running_loop().create_future()
+asyncio.run(main())
+"""
+BUSY = """
+import sys
+print("ready", flush=True)
+n = 0
+while True:
+    for i in range(1000):
+        n += i
+"""
+COUNTER = """
+import sys, threading, time
+count = 0
+main_clock = time.pthread_getcpuclockid(threading.get_ident())
+def report():
+    while True:
+        line = sys.stdin.readline()
+        if not line:
+            return
+        print(count, time.perf_counter(), time.clock_gettime(main_clock), flush=True)
+threading.Thread(target=report, daemon=True).start()
+print("ready", flush=True)
+while True:
+    for i in range(1000):
+        pass
+    count += 1
+"""
+
+
+class Target:
+    def __init__(self, source: str, tmp: Path) -> None:
+        script = tmp / f"t{time.monotonic_ns()}.py"
+        script.write_text(textwrap.dedent(source))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-u", str(script)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        assert self.proc.stdout.readline().strip() == "ready"
+        self.pid = self.proc.pid
+
+    def count(self) -> tuple[int, float, float]:
+        """(iterations, wall clock, main thread CPU seconds) in the target."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write("\n")
+        self.proc.stdin.flush()
+        n, t, cpu = self.proc.stdout.readline().split()
+        return int(n), float(t), float(cpu)
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+        socket_path(self.pid).unlink(missing_ok=True)
+
+
+def summary(values: list[float]) -> str:
+    return f"{statistics.median(values):.3f} ({min(values):.3f}-{max(values):.3f})"
+
+
+def attach_present(tmp: Path, rounds: int) -> list[float]:
+    target = Target(IDLE, tmp)
+    try:
+        ensure_agent(target.pid, inject=True, yes=True, progress=lambda m: None)
+        out = []
+        for _ in range(rounds):
+            t = time.perf_counter()
+            ensure_agent(target.pid, inject=False, progress=lambda m: None)
+            client = AgentClient(target.pid).connect()
+            out.append(time.perf_counter() - t)
+            client.close()
+        return out
+    finally:
+        target.stop()
+
+
+def attach_inject(tmp: Path, rounds: int) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {"idle asyncio loop (epoll_wait)": [], "CPU-busy main thread": []}
+    for _ in range(rounds):
+        for name, source in zip(out, (IDLE, BUSY), strict=True):
+            target = Target(source, tmp)
+            try:
+                t = time.perf_counter()
+                ensure_agent(target.pid, inject=True, yes=True, progress=lambda m: None)
+                out[name].append(time.perf_counter() - t)
+            finally:
+                target.stop()
+    return out
+
+
+def recorded_throughput(
+    tmp: Path, rounds: int, window: float
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Per mode: iterations per wall second, and per CPU second of the target's main thread."""
+    target = Target(COUNTER, tmp)
+    modes = ["plain", "vmtop record", "py-spy record"]
+    rates: dict[str, list[float]] = {m: [] for m in modes}
+    per_cpu: dict[str, list[float]] = {m: [] for m in modes}
+    seconds = str(int(window + 2))  # the recording outlasts the measured window
+    try:
+        for r in range(rounds):
+            for mode in modes[r % 3 :] + modes[: r % 3]:
+                out = tmp / "rec.folded"
+                proc = None
+                if mode == "vmtop record":
+                    cmd = [sys.executable, "-m", "vmtop", "record", str(target.pid)]
+                    cmd += ["-d", seconds, "-r", "100", "-o", str(out)]
+                    proc = subprocess.Popen(
+                        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+                    )
+                    assert proc.stderr is not None
+                    proc.stderr.readline()  # "sampling pid ...": py-spy is being started
+                elif mode == "py-spy record":
+                    cmd = [pyspy_path(), "record", "--pid", str(target.pid), "-d", seconds]
+                    cmd += ["-r", "100", "--format", "raw", "-o", str(out)]
+                    proc = subprocess.Popen(
+                        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+                    )
+                if proc is not None:
+                    time.sleep(0.5)  # past py-spy's start-up: measure while it samples
+                n0, t0, c0 = target.count()
+                time.sleep(window)
+                n1, t1, c1 = target.count()
+                rates[mode].append((n1 - n0) / (t1 - t0))
+                per_cpu[mode].append((n1 - n0) / max(c1 - c0, 1e-9))
+                if proc is not None:
+                    proc.communicate()
+        return rates, per_cpu
+    finally:
+        target.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--window", type=float, default=3.0)
+    parser.add_argument("--quick", action="store_true", help="2 rounds, 2 s windows")
+    args = parser.parse_args()
+    rounds, window = (2, 2.0) if args.quick else (args.rounds, args.window)
+    load = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        present = attach_present(tmp, rounds * 3)
+        injected = attach_inject(tmp, rounds)
+        rates, per_cpu = recorded_throughput(tmp, rounds, window)
+    print(
+        f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {load:.1f} "
+        f"before / {os.getloadavg()[0]:.1f} after, {rounds} rounds\n"
+    )
+    print("| attach | median s (min-max) | runs |\n| --- | --- | --- |")
+    print(f"| agent present (probe + hello) | {summary(present)} | {len(present)} |")
+    for name, values in injected.items():
+        print(f"| injection, {name} | {summary(values)} | {len(values)} |")
+    print(
+        "\n| target while recorded at 100 Hz | iterations / wall s, ratio to plain "
+        "| iterations / CPU s of the target, ratio to plain |"
+    )
+    print("| --- | --- | --- |")
+    for mode in ("vmtop record", "py-spy record"):
+        wall = [r / p for r, p in zip(rates[mode], rates["plain"], strict=True)]
+        cpu = [r / p for r, p in zip(per_cpu[mode], per_cpu["plain"], strict=True)]
+        print(f"| {mode} | {summary(wall)} | {summary(cpu)} |")
+
+
+if __name__ == "__main__":
+    main()

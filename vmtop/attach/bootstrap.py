@@ -1,0 +1,129 @@
+"""The bootstrap: the few lines of Python an injector makes the target run once.
+
+It must never raise into the target and must cost the interrupted thread almost nothing. So it
+is one ``try/except BaseException`` around an ``exec`` in a fresh namespace (nothing is added
+to the program's ``__main__``), and that code only starts a daemon thread, which then:
+
+1. does nothing if the attach already gave up (past ``deadline``, wall clock, or the status
+   directory is gone after a timeout or Ctrl-C): a bootstrap that was queued but ran late
+   must not load anything the user was told did not happen;
+2. appends this vmtop's import directory to ``sys.path`` (appended, so the program's own
+   modules always win), imports ``vmtop.agent`` and calls ``start(strict=True)``;
+3. marks that it started (``<status>.started``: the injector can stop waiting for the main
+   thread), then writes a JSON status file (atomically) that the injector waits for: ``{"ok": true,
+   "socket": ...}`` or ``{"ok": false, "error": "..."}``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+_INNER = """\
+import threading as _threading
+
+
+def _vmtop_bootstrap():
+    import json, os, sys, time
+
+    status = STATUS
+
+    def write(data):
+        data["pid"] = os.getpid()
+        tmp = status + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(data, f)
+        os.replace(tmp, status)
+
+    try:
+        if time.time() > DEADLINE or not os.path.isdir(os.path.dirname(status)):
+            return  # the attach gave up (timeout, Ctrl-C) and removed its directory: no-op
+        open(status + ".started", "w").close()
+        for path in PATHS:
+            if path not in sys.path:
+                sys.path.append(path)
+        import vmtop
+        import vmtop.agent
+
+        socket = vmtop.agent.start(strict=True)
+        write(
+            {
+                "ok": socket is not None,
+                "socket": str(socket) if socket is not None else None,
+                "error": None if socket is not None else "vmtop.agent.start() returned None",
+                "version": getattr(vmtop, "__version__", "?"),
+                "file": getattr(vmtop, "__file__", "?"),
+                "python": sys.version.split()[0],
+            }
+        )
+    except BaseException as exc:
+        try:
+            write({"ok": False, "error": (type(exc).__name__ + ": " + str(exc))[:500]})
+        except BaseException:
+            pass
+
+
+_threading.Thread(target=_vmtop_bootstrap, name="vmtop-bootstrap", daemon=True).start()
+"""
+
+
+def import_paths() -> list[str]:
+    """Directories the target needs on ``sys.path`` to import this vmtop and its helpers.
+
+    vmtop's own parent directory (holding ``vmtop/`` and ``profilers/``), then the
+    directories of its optional runtime helpers (psutil) when they live elsewhere.
+    """
+    import vmtop
+
+    paths = [str(Path(vmtop.__file__).resolve().parent.parent)]
+    try:
+        import psutil
+
+        paths.append(str(Path(psutil.__file__).resolve().parent.parent))
+    except ImportError:
+        pass
+    out: list[str] = []
+    for p in paths:
+        if p not in out:
+            out.append(p)
+    return out
+
+
+def inner_source(status_path: str | os.PathLike[str], deadline: float, paths: list[str]) -> str:
+    """The code the target's bootstrap thread runs (constants filled in)."""
+    return (
+        _INNER.replace("STATUS", repr(os.fspath(status_path)))
+        .replace("DEADLINE", repr(float(deadline)))
+        .replace("PATHS", repr(list(paths)))
+    )
+
+
+def bootstrap_source(
+    status_path: str | os.PathLike[str], deadline: float, paths: list[str] | None = None
+) -> str:
+    """Source for ``PyRun_SimpleString`` / ``sys.remote_exec``: never raises, defines nothing."""
+    inner = inner_source(status_path, deadline, import_paths() if paths is None else paths)
+    return (
+        "try:\n"
+        f"    exec({inner!r}, {{'__name__': '__vmtop_bootstrap__'}})\n"
+        "except BaseException:\n"
+        "    pass\n"
+    )
+
+
+def started_marker(status_path: Path) -> Path:
+    """The file the bootstrap thread creates as soon as it runs."""
+    return status_path.with_name(status_path.name + ".started")
+
+
+def read_status(path: Path) -> dict[str, object] | None:
+    """The status the bootstrap wrote, or None while there is none (or it is half written)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+__all__ = ["bootstrap_source", "import_paths", "inner_source", "read_status", "started_marker"]

@@ -1,0 +1,281 @@
+"""Pre-flight checks: everything we can learn about a target before touching it.
+
+:func:`preflight` reads ``/proc`` only (no ptrace, no signal) and either returns a
+:class:`Target` or raises :class:`AttachError` with one line that says what is wrong and what
+to do. The checks, in order: the pid is a live process (not a thread, not us, not stopped or
+a zombie), it runs CPython 3.11+ (libpython or a ``python3.X`` executable mapped), it belongs to
+us (or we are root), nobody traces it yet, ptrace is allowed (Yama, CAP_SYS_PTRACE), it shares
+our mount namespace (else its socket is out of reach), it runs our Python minor version (the
+bootstrap imports *this* vmtop), it can read our vmtop directory, and the injector it needs
+(gdb for 3.11-3.13, ``sys.remote_exec`` for 3.14+) is there.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import stat
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MIN_VERSION = (3, 11)
+REMOTE_EXEC_VERSION = (3, 14)
+CAP_SYS_PTRACE = 19
+
+_LIB_RE = re.compile(r"/libpython(\d+)\.(\d+)(t?)[^/]*\.so")
+_EXE_RE = re.compile(r"python(\d+)\.(\d+)(t?)$")
+
+
+class AttachError(Exception):
+    """Why a target cannot be attached to, in one line that says what to do."""
+
+
+@dataclass(frozen=True)
+class Target:
+    pid: int
+    exe: str  # the executable's real path
+    argv0: str  # what the program was started as (a venv's python keeps its own path here)
+    cmdline: str
+    uid: int
+    gid: int
+    version: tuple[int, int]
+    free_threaded: bool
+    method: str  # "gdb" | "remote_exec"
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def version_text(self) -> str:
+        return f"{self.version[0]}.{self.version[1]}{'t' if self.free_threaded else ''}"
+
+    @property
+    def interpreter(self) -> str:
+        """The best path to tell the user to run (argv[0] when absolute, else the exe)."""
+        return self.argv0 if os.path.isabs(self.argv0) else self.exe
+
+
+def _read(path: str) -> str:
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return f.read()
+
+
+def proc_status(pid: int) -> dict[str, str]:
+    """``/proc/PID/status`` as a dict (``Name``, ``State``, ``Tgid``, ``Uid``, ...)."""
+    out: dict[str, str] = {}
+    for line in _read(f"/proc/{pid}/status").splitlines():
+        key, _, value = line.partition(":")
+        out[key] = value.strip()
+    return out
+
+
+def python_version(pid: int, exe: str) -> tuple[int, int, bool] | None:
+    """(major, minor, free-threaded) of the CPython mapped into ``pid``, or None."""
+    try:
+        maps = _read(f"/proc/{pid}/maps")
+    except OSError:
+        maps = ""
+    if "pypy" in maps.lower():
+        return None
+    m = _LIB_RE.search(maps)
+    if m:
+        return int(m.group(1)), int(m.group(2)), bool(m.group(3))
+    m = _EXE_RE.search(os.path.basename(exe))
+    if m and exe in maps:
+        return int(m.group(1)), int(m.group(2)), bool(m.group(3))
+    return None
+
+
+def capability(bit: int, pid: int | str = "self") -> bool:
+    try:
+        for line in _read(f"/proc/{pid}/status").splitlines():
+            if line.startswith("CapEff:"):
+                return bool(int(line.split()[1], 16) >> bit & 1)
+    except (OSError, ValueError):
+        pass
+    return False
+
+
+def ptrace_scope() -> int | None:
+    try:
+        return int(_read("/proc/sys/kernel/yama/ptrace_scope").strip())
+    except (OSError, ValueError):
+        return None
+
+
+def is_ancestor(pid: int) -> bool:
+    """True when ``pid`` descends from us (Yama scope 1 allows tracing descendants)."""
+    me = os.getpid()
+    current = pid
+    for _ in range(64):
+        try:
+            ppid = int(proc_status(current).get("PPid", "0"))
+        except (OSError, ValueError):
+            return False
+        if ppid == me:
+            return True
+        if ppid <= 1:
+            return False
+        current = ppid
+    return False
+
+
+def readable_by(path: str, uid: int, gid: int) -> bool:
+    """Whether ``uid``/``gid`` may traverse to and read ``path`` (mode bits, no ACLs)."""
+    if uid == 0:
+        return True
+    p = Path(path).resolve()
+    for part in [*reversed(p.parents), p]:
+        try:
+            st = os.stat(part)
+        except OSError:
+            return False
+        need = stat.S_IXOTH if part != p or stat.S_ISDIR(st.st_mode) else stat.S_IROTH
+        if st.st_uid == uid:
+            need <<= 6
+        elif st.st_gid == gid:
+            need <<= 3
+        if not st.st_mode & need:
+            return False
+    return True
+
+
+def same_mount_namespace(pid: int) -> bool | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/mnt") == os.readlink("/proc/self/ns/mnt")
+    except OSError:
+        return None
+
+
+def describe(pid: int) -> str:
+    """``pid N (argv...)`` for messages; just ``pid N`` when unreadable."""
+    try:
+        argv = _read(f"/proc/{pid}/cmdline").split("\0")
+        cmd = " ".join(a for a in argv if a)[:80]
+    except OSError:
+        cmd = ""
+    return f"pid {pid} ({cmd})" if cmd else f"pid {pid}"
+
+
+def preflight(pid: int, import_paths: list[str] | None = None) -> Target:
+    """Check everything about ``pid`` that injection needs; raise :class:`AttachError`."""
+    if pid <= 0:
+        raise AttachError(f"invalid pid {pid}")
+    if pid == os.getpid():
+        raise AttachError(f"pid {pid} is vmtop itself")
+    try:
+        status = proc_status(pid)
+    except FileNotFoundError:
+        raise AttachError(f"no process with pid {pid}") from None
+    except PermissionError:
+        raise AttachError(f"cannot read /proc/{pid}/status: permission denied") from None
+    except OSError as exc:
+        raise AttachError(f"cannot read /proc/{pid}: {exc.strerror}") from None
+    tgid = int(status.get("Tgid", pid))
+    if tgid != pid:
+        raise AttachError(f"pid {pid} is a thread of process {tgid}: use {tgid}")
+    who = describe(pid)
+    state = status.get("State", "?")
+    if state.startswith("Z"):
+        raise AttachError(f"{who} is a zombie: it has exited")
+    if state.startswith(("T", "t")):
+        raise AttachError(
+            f"{who} is stopped ({state}): resume it first (kill -CONT {pid}) or detach its debugger"
+        )
+    uids = [int(x) for x in status.get("Uid", "0 0 0 0").split()]
+    gids = [int(x) for x in status.get("Gid", "0 0 0 0").split()]
+    me = os.geteuid()
+    try:
+        exe = os.readlink(f"/proc/{pid}/exe")
+    except PermissionError:
+        raise AttachError(
+            f"{who} belongs to uid {uids[0]}: run vmtop as that user (or as root)"
+        ) from None
+    except OSError:
+        raise AttachError(
+            f"{who} has no executable (a kernel thread?): not a Python process"
+        ) from None
+    exe = exe.removesuffix(" (deleted)")
+    try:
+        argv = [a for a in _read(f"/proc/{pid}/cmdline").split("\0") if a]
+    except OSError:
+        argv = []
+    found = python_version(pid, exe)
+    if found is None:
+        raise AttachError(f"{who} is not a CPython process ({os.path.basename(exe)})")
+    version = found[:2]
+    free_threaded = found[2]
+    label = f"{version[0]}.{version[1]}{'t' if free_threaded else ''}"
+    if version < MIN_VERSION:
+        raise AttachError(f"{who} runs Python {label}; vmtop attaches to Python 3.11 or newer")
+    if me != 0 and me not in uids[:3]:
+        raise AttachError(f"{who} belongs to uid {uids[0]}: run vmtop as that user (or as root)")
+    tracer = int(status.get("TracerPid", "0") or 0)
+    if tracer:
+        raise AttachError(
+            f"{who} is already traced by {describe(tracer)}: detach that debugger first"
+        )
+    has_cap = capability(CAP_SYS_PTRACE)
+    scope = ptrace_scope()
+    if scope == 3:
+        raise AttachError(
+            "ptrace is disabled on this host (kernel.yama.ptrace_scope=3); only a reboot "
+            "re-enables it: start the program with 'vmtop run' instead"
+        )
+    if scope == 2 and not has_cap:
+        raise AttachError(
+            "ptrace is limited to admins (kernel.yama.ptrace_scope=2): run vmtop as root "
+            "or with CAP_SYS_PTRACE"
+        )
+    if scope == 1 and not has_cap and not is_ancestor(pid):
+        raise AttachError(
+            "ptrace of non-child processes is blocked (kernel.yama.ptrace_scope=1): run "
+            "vmtop as root, or 'sudo sysctl kernel.yama.ptrace_scope=0'"
+        )
+    if same_mount_namespace(pid) is False:
+        raise AttachError(
+            f"{who} runs in another mount namespace (a container, or PrivateTmp): its agent "
+            "socket would be out of reach; run vmtop inside that namespace"
+        )
+    ours = sys.version_info[:2]
+    argv0 = argv[0] if argv else exe
+    interpreter = argv0 if os.path.isabs(argv0) else exe
+    if version != ours:
+        from vmtop import __version__
+
+        raise AttachError(
+            f"{who} runs Python {label} but this vmtop runs on {ours[0]}.{ours[1]}: install "
+            f"vmtop for that interpreter and attach with it: {interpreter} -m pip install "
+            f"'vmtop=={__version__}' && {interpreter} -m vmtop attach {pid}"
+        )
+    if free_threaded != ("t" in getattr(sys, "abiflags", "")):
+        raise AttachError(
+            f"{who} runs a {'free-threaded' if free_threaded else 'GIL'} build of Python "
+            f"{label}, unlike this vmtop: attach with {interpreter} -m vmtop"
+        )
+    if me == 0 and uids[1] != 0:
+        for path in import_paths or []:
+            if not readable_by(path, uids[1], gids[1]):
+                raise AttachError(
+                    f"{who} (uid {uids[1]}) cannot read {path}, where this vmtop lives: "
+                    f"install vmtop where that user can read it, or run vmtop as that user"
+                )
+    method = "remote_exec" if version >= REMOTE_EXEC_VERSION else "gdb"
+    if method == "remote_exec" and not hasattr(sys, "remote_exec"):
+        raise AttachError(f"{who} runs Python {label} but this interpreter has no sys.remote_exec")
+    if method == "gdb" and shutil.which("gdb") is None:
+        raise AttachError(
+            "gdb is not installed, and attaching to Python 3.11-3.13 needs it: install gdb "
+            "(apt install gdb / dnf install gdb), or start the program with 'vmtop run'"
+        )
+    return Target(
+        pid=pid,
+        exe=exe,
+        argv0=argv0,
+        cmdline=" ".join(argv),
+        uid=uids[1],
+        gid=gids[1],
+        version=(version[0], version[1]),
+        free_threaded=free_threaded,
+        method=method,
+    )

@@ -1,0 +1,199 @@
+"""``ensure_agent``: the socket of PID's agent, loading the agent first if the user agrees.
+
+This is what ``vmtop top PID --inject`` and ``vmtop attach PID`` call before connecting. An
+agent that already listens is reused (attach, detach and attach again inject only once).
+Otherwise, with the user's consent (a prompt on a terminal, ``--inject``/``--yes`` in
+scripts), the pre-flight checks run, the bootstrap is injected (gdb on 3.11-3.13,
+``sys.remote_exec`` on 3.14+) and we wait for it to report. Every failure is a
+:class:`~vmtop.cli.errors.CliError` with one line; Ctrl-C detaches cleanly and voids a queued
+bootstrap (its status directory disappears, which it checks before doing anything).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from vmtop.attach import gdb_inject, remote_exec
+from vmtop.attach.bootstrap import bootstrap_source, import_paths, read_status, started_marker
+from vmtop.attach.checks import AttachError, Target, describe, preflight
+from vmtop.cli.errors import CliError
+from vmtop.client import ClientError, NoAgent, agent_socket, pid_exists
+from vmtop.paths import socket_path
+
+DEFAULT_TIMEOUT = 15.0
+STARTED_GRACE = 10.0  # extra wait once the bootstrap runs (an import under GIL contention)
+POLL = 0.02
+
+Progress = Callable[[str], None]
+
+
+def _stderr(message: str) -> None:
+    sys.stderr.write(f"vmtop: {message}\n")
+    sys.stderr.flush()
+
+
+def existing_agent(pid: int) -> Path | None:
+    """The socket of a live agent in ``pid``; None when there is none (or only a stale file).
+
+    Raises :class:`CliError` when ``pid`` does not exist or the socket directory is unsafe.
+    """
+    try:
+        path = agent_socket(pid)
+    except NoAgent:
+        return None
+    except ClientError as exc:
+        raise CliError(str(exc)) from None
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(str(path))
+    except OSError:
+        return None
+    finally:
+        probe.close()
+    return path
+
+
+def _confirm(target: Target) -> bool:
+    sys.stderr.write(
+        f"{describe(target.pid)} has no vmtop agent.\n"
+        f"Load one into it now? gdb attaches to the process for about a second and makes "
+        f"its main thread import vmtop from {import_paths()[0]} (see docs/attach.md). [y/N] "
+    )
+    sys.stderr.flush()
+    answer = sys.stdin.readline()
+    return answer.strip().lower() in ("y", "yes")
+
+
+def _interactive() -> bool:
+    try:
+        return sys.stdin.isatty() and sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def ensure_agent(
+    pid: int,
+    inject: bool | None = None,
+    yes: bool = False,
+    timeout: float = DEFAULT_TIMEOUT,
+    *,
+    progress: Progress | None = None,
+) -> Path:
+    """Return the socket path of ``pid``'s agent, injecting one when needed and allowed.
+
+    ``inject``: False = never inject; True = inject (after a prompt on a terminal, unless
+    ``yes``); None = prompt on a terminal, refuse elsewhere. ``yes`` = inject without asking. ``timeout`` bounds the whole injection
+    in seconds. ``progress`` receives one-line status messages (default: stderr).
+    """
+    say = progress or _stderr
+    found = existing_agent(pid)
+    if found is not None:
+        return found
+    if inject is False:
+        raise CliError(
+            f"no vmtop agent in pid {pid} (and --no-inject given): start the program with "
+            f"'vmtop run', or use --peek to watch it without loading anything"
+        )
+    interactive = _interactive()
+    if not (inject or yes or interactive):
+        raise CliError(
+            f"no vmtop agent in pid {pid}: pass --inject to load one (see docs/attach.md), "
+            f"or --peek to watch it without loading anything"
+        )
+    paths = import_paths()
+    try:
+        target = preflight(pid, paths)
+    except AttachError as exc:
+        raise CliError(str(exc)) from None
+    if interactive and not yes and not _confirm(target):
+        raise CliError(f"no vmtop agent in pid {pid}; nothing was loaded")
+    return inject_agent(target, timeout, say)
+
+
+def inject_agent(target: Target, timeout: float, say: Progress) -> Path:
+    """Inject the bootstrap into a checked target and wait for its agent's socket."""
+    began = time.monotonic()
+    deadline = time.time() + timeout
+    workdir = Path(tempfile.mkdtemp(prefix="vmtop-attach-"))
+    try:
+        if os.geteuid() == 0 and target.uid != 0:
+            os.chown(workdir, target.uid, target.gid)  # the target writes its status here
+        status = workdir / "status.json"
+        source = bootstrap_source(status, deadline, import_paths())
+        say(
+            f"loading the agent into pid {target.pid} (Python {target.version_text}, "
+            f"{target.method})"
+        )
+        if target.method == "gdb":
+            outcome = gdb_inject.inject(target, source, deadline, status)
+            state = outcome.state
+        else:
+            state = remote_exec.inject(target, source, deadline, status)
+        result = _wait(target, status, deadline, state)
+    except AttachError as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        # Gone directory = void bootstrap: a late run (after a timeout or Ctrl-C) does nothing.
+        shutil.rmtree(workdir, ignore_errors=True)
+    say(f"agent loaded in pid {target.pid} in {time.monotonic() - began:.1f} s")
+    return result
+
+
+def _wait(target: Target, status: Path, deadline: float, state: str) -> Path:
+    pid = target.pid
+    marker = started_marker(status)
+    while True:
+        data = read_status(status)
+        if data is not None:
+            return _check_status(pid, data)
+        if not pid_exists(pid):
+            raise CliError(f"pid {pid} exited during the attach")
+        started = state == "started" or marker.exists()
+        limit = deadline + (STARTED_GRACE if started else 0.0)
+        if time.time() > limit:
+            break
+        time.sleep(POLL)
+    if started:
+        raise CliError(
+            f"the bootstrap started in pid {pid} but its agent did not report within "
+            f"{STARTED_GRACE:.0f} s (another thread may hold the GIL); it may still finish: "
+            f"retry in a moment"
+        )
+    raise CliError(
+        f"pid {pid} did not run the bootstrap in time: its main thread is busy in native "
+        f"code or blocked outside Python. Nothing was loaded (the queued bootstrap is void); "
+        f"retry later, or use --peek"
+    )
+
+
+def _check_status(pid: int, data: dict[str, object]) -> Path:
+    if not data.get("ok"):
+        raise CliError(f"the agent did not start in pid {pid}: {data.get('error')}")
+    path = Path(str(data.get("socket")))
+    expected = socket_path(pid)
+    if path != expected:
+        hint = (
+            "unset XDG_RUNTIME_DIR"
+            if str(path.parent).startswith("/tmp/vmtop-")
+            else f"XDG_RUNTIME_DIR={path.parent.parent}"
+        )
+        raise CliError(
+            f"the agent in pid {pid} listens on {path}, but this vmtop looks in "
+            f"{expected.parent} (the two see a different XDG_RUNTIME_DIR): rerun with {hint}"
+        )
+    with contextlib.suppress(OSError):
+        if path.exists():
+            return path
+    raise CliError(f"the agent in pid {pid} reported {path}, which does not exist")
+
+
+__all__ = ["DEFAULT_TIMEOUT", "ensure_agent", "existing_agent", "inject_agent"]
