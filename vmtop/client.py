@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import socket
+import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -28,13 +30,35 @@ class TargetGone(ClientError):
 
 
 def pid_exists(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie, exited but not yet reaped, does not count)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rpartition(b")")[2].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True
+
+
+def wait_exit(pid: int, timeout: float) -> bool:
+    """Wait up to ``timeout`` s for ``pid`` to end (pidfd where the kernel has it)."""
+    if not pid_exists(pid):
+        return True
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    except (OSError, AttributeError):
+        return not pid_exists(pid)
+    try:
+        readable, _, _ = select.select([fd], [], [], timeout)  # readable once it exited
+    finally:
+        os.close(fd)
+    return bool(readable) or not pid_exists(pid)
 
 
 def agent_socket(pid: int) -> Path:
@@ -55,6 +79,19 @@ def agent_socket(pid: int) -> Path:
     return path
 
 
+def _connect(sock: socket.socket, path: str, timeout: float) -> None:
+    """``connect``; a full listen queue (EAGAIN on a Unix socket) is retried until timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            sock.connect(path)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
+
+
 def _no_agent(pid: int) -> str:
     return (
         f"no vmtop agent in pid {pid}: start the program with 'vmtop run', call "
@@ -73,13 +110,14 @@ class AgentClient:
         self._buf = b""
         self._next_id = 0
         self.agent_version = ""
+        self.agent_ops: list[str] | None = None
 
     def connect(self) -> AgentClient:
         path = agent_socket(self.pid)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(self.timeout)
         try:
-            sock.connect(str(path))
+            _connect(sock, str(path), self.timeout)
         except PermissionError:
             sock.close()
             raise ClientError(
@@ -96,6 +134,8 @@ class AgentClient:
         self.sock = sock
         hello = self.request("hello", protocol=P.PROTOCOL_VERSION, client=f"vmtop {__version__}")
         self.agent_version = str(hello.get("agent", ""))
+        ops = hello.get("ops")
+        self.agent_ops = [str(op) for op in ops] if isinstance(ops, list) else None
         return self
 
     def close(self) -> None:
@@ -119,7 +159,9 @@ class AgentClient:
         self._next_id += 1
         req_id = self._next_id
         try:
-            self.sock.sendall(P.encode({"id": req_id, "op": op, "args": args}))
+            # An agent that closed on us may have said why first (too many clients): read it.
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                self.sock.sendall(P.encode({"id": req_id, "op": op, "args": args}))
             reply = self._read_reply(req_id)
         except TimeoutError:
             raise ClientError(
@@ -127,6 +169,8 @@ class AgentClient:
             ) from None
         except (BrokenPipeError, ConnectionResetError, EOFError):
             raise TargetGone(self._gone_message()) from None
+        except P.ProtocolError as exc:
+            raise ClientError(f"the agent of pid {self.pid} sent a bad reply: {exc}") from None
         if not reply.get("ok"):
             err = reply.get("error") or {}
             raise ClientError(
@@ -135,7 +179,8 @@ class AgentClient:
         return reply.get("result")
 
     def _gone_message(self) -> str:
-        if not pid_exists(self.pid):
+        # An exiting target closes its sockets a moment before the process is gone.
+        if wait_exit(self.pid, 1.0):
             return f"target pid {self.pid} exited"
         return f"the agent of pid {self.pid} closed the connection"
 
@@ -179,6 +224,51 @@ class AgentClient:
 
     def cancel(self, key: str) -> dict[str, Any]:
         return dict(self.request("cancel", key=key))
+
+    # -- profiling jobs (vmtop/jobs_client.py has the options) ------------------------------
+    def start_job(self, kind: str, duration: float, **opts: Any) -> dict[str, Any]:
+        from vmtop import jobs_client
+
+        return jobs_client.start_job(self, kind, duration, **opts)
+
+    def job_status(self, job_id: int, wait: float = 0.0) -> dict[str, Any]:
+        from vmtop import jobs_client
+
+        return jobs_client.job_status(self, job_id, wait)
+
+    def cancel_job(self, job_id: int) -> dict[str, Any]:
+        from vmtop import jobs_client
+
+        return jobs_client.cancel_job(self, job_id)
+
+    def job_result(self, job_id: int) -> Any:
+        from vmtop import jobs_client
+
+        return jobs_client.job_result(self, job_id)
+
+    def profile(self, duration: float, **opts: Any) -> Any:
+        """Sampled profile of the target (a ``SampledProfile``); see ``jobs_client.profile``."""
+        from vmtop import jobs_client
+
+        return jobs_client.profile(self, duration, **opts)
+
+    def calls(self, duration: float, **opts: Any) -> Any:
+        """cProfile of the target's loop thread (a ``CallsProfile``)."""
+        from vmtop import jobs_client
+
+        return jobs_client.calls(self, duration, **opts)
+
+    def allocations(self, duration: float, **opts: Any) -> Any:
+        """tracemalloc report of the target, analysed in this process."""
+        from vmtop import jobs_client
+
+        return jobs_client.allocations(self, duration, **opts)
+
+    def gc(self, duration: float, **opts: Any) -> Any:
+        """GC report of the target for ``duration`` seconds."""
+        from vmtop import jobs_client
+
+        return jobs_client.gc(self, duration, **opts)
 
 
 def connect(pid: int, timeout: float = 5.0) -> AgentClient:

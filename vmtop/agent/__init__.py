@@ -66,11 +66,33 @@ def socket_path() -> Path | None:
 
 
 def _after_fork_in_child() -> None:
-    # The child inherits the listening fd but not the thread: close it, forget the agent.
-    global _server, _collector
-    if _server is not None:
-        _server.close_in_child()
+    # The child inherits the listening fd and the clients' sockets but not the threads that
+    # served them: close those, take the parent's clients' hooks out, forget the agent.
+    global _server, _collector, _lock
+    _lock = threading.Lock()  # a parent thread may have held it at the fork
+    server, collector = _server, _collector
     _server = _collector = None
+    if server is not None:
+        server.close_in_child()
+    if collector is not None and collector.clients:
+        _drop_hooks_in_child(collector)
+
+
+def _drop_hooks_in_child(collector: Collector) -> None:
+    """The parent's clients are not the child's: the child runs without their hooks (a
+    child that starts its own agent installs fresh ones on the true originals)."""
+    try:
+        # Locks that parent threads held at the fork would never be released here.
+        collector._lock = threading.RLock()
+        collector.steps._lock = threading.Lock()
+        collector.mailboxes._lock = threading.Lock()
+        for probe in collector.probes.values():
+            probe._stopped = True  # its pending timer (if this loop runs on) re-arms nothing
+        collector.probes.clear()
+        collector.clients = 1
+        collector.detach()
+    except Exception:
+        log.debug("vmtop agent: could not remove hooks after fork", exc_info=True)
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -21,6 +21,7 @@ from typing import Any
 
 from vmtop import __version__
 from vmtop import protocol as P
+from vmtop.agent import jobs
 from vmtop.agent.collector import Collector
 from vmtop.agent.detail import NotFound, cancel, detail
 from vmtop.agent.loops import LoopTimeout
@@ -32,6 +33,8 @@ log = logging.getLogger("vmtop.agent")
 MAX_CLIENTS = 16
 SEND_TIMEOUT = 5.0
 ACCEPT_POLL = 0.25
+FLUSH_BYTES = 256 * 1024  # replies batched per received chunk before a send
+BATCH_BELOW = 4096  # only replies smaller than this wait for others
 
 
 def peer_credentials(conn: socket.socket) -> tuple[int, int, int]:
@@ -70,7 +73,7 @@ class Server:
         try:
             sock.bind(str(self.path))
             os.chmod(self.path, 0o600)
-            sock.listen(8)
+            sock.listen(64)  # a burst of clients queues here instead of failing with EAGAIN
             sock.settimeout(ACCEPT_POLL)
         except BaseException:
             sock.close()
@@ -100,6 +103,9 @@ class Server:
             with contextlib.suppress(OSError):
                 self.sock.close()
         self.sock = None
+        for conn in self.connections:  # else the parent's clients see no EOF while we live
+            with contextlib.suppress(OSError):
+                conn.close()
         self.connections.clear()
 
     def _remove_stale(self) -> None:
@@ -154,7 +160,8 @@ class Server:
             if len(self.connections) >= MAX_CLIENTS:
                 conn.settimeout(1.0)
                 with contextlib.suppress(OSError):
-                    conn.sendall(P.encode(P.error(None, "internal", "too many clients")))
+                    msg = f"too many clients: {MAX_CLIENTS} are connected (close one and retry)"
+                    conn.sendall(P.encode(P.error(None, "busy", msg)))
                 conn.close()
                 return
             self.connections.add(conn)
@@ -176,8 +183,14 @@ class Server:
                 if not chunk:
                     return
                 buf += chunk
-                while b"\n" in buf:
-                    line, buf = buf.split(b"\n", 1)
+                lines = buf.split(b"\n")  # one pass: a chunk of tiny requests stays linear
+                buf = lines.pop()
+                out = _Replies(conn, self)
+                for line in lines:
+                    if len(line) > P.MAX_REQUEST_BYTES:
+                        out.add(P.error(None, "bad_request", "request line too long"))
+                        out.flush()
+                        return
                     if not line.strip():
                         continue
                     reply, close = self._handle(line, attached, session, peer)
@@ -187,15 +200,22 @@ class Server:
                             self.collector.attach()
                             attached = True
                             session = Session()
-                    self._send(conn, reply)
+                            self.collector.steps.sinks.append(session.pending)
+                    out.add(reply)
                     if close:
+                        out.flush()
                         return
+                out.flush()  # replies to one chunk go out in few sends, not one per request
                 if len(buf) > P.MAX_REQUEST_BYTES:
                     self._send(conn, P.error(None, "bad_request", "request line too long"))
                     return
         except (OSError, ValueError):
             return  # client vanished or stopped reading: drop it, never block the target
         finally:
+            jobs.client_left(self.collector, session)
+            if session is not None:
+                sinks = self.collector.steps.sinks
+                sinks[:] = [s for s in sinks if s is not session.pending]
             if attached:
                 self.collector.detach()
             with self._lock:
@@ -248,6 +268,8 @@ class Server:
                     return P.error(req_id, "bad_request", str(exc)), False
                 snap = take_snapshot(self.collector, session, sreq)
                 return P.ok(req_id, snap.to_dict()), False
+            if op in jobs.JOB_OPS:
+                return P.ok(req_id, jobs.handle(self.collector, op, args, session)), False
             if op in ("detail", "cancel"):
                 key = args.get("key")
                 if not isinstance(key, str) or len(key) > 64:
@@ -259,7 +281,7 @@ class Server:
                 return P.ok(req_id, cancel(self.collector, key, peer)), False
             return P.error(req_id, "unknown_op", f"unknown op {op!r}"), False
         except P.ProtocolError as exc:
-            return P.error(req_id, exc.code, str(exc)), False
+            return P.error(req_id if req_id is not None else exc.req_id, exc.code, str(exc)), False
         except NotFound as exc:
             return P.error(req_id, "not_found", str(exc)), False
         except LoopTimeout as exc:
@@ -267,6 +289,37 @@ class Server:
         except Exception as exc:  # never into the program: report and carry on
             log.debug("vmtop agent: internal error", exc_info=True)
             return P.error(req_id, "internal", f"{type(exc).__name__}: {exc}"[:300]), False
+
+
+class _Replies:
+    """Replies to the requests of one received chunk, sent in a few ``sendall`` calls: a
+    client that pipelines many small requests costs a few syscalls (and GIL hand-offs) per
+    chunk instead of one per request. At most ``FLUSH_BYTES`` (plus one reply) are held."""
+
+    def __init__(self, conn: socket.socket, server: Server) -> None:
+        self.conn = conn
+        self.server = server
+        self.parts: list[bytes] = []
+        self.size = 0
+
+    def add(self, message: dict[str, Any]) -> None:
+        data = P.encode(message)
+        self.parts.append(data)
+        self.size += len(data)
+        if self.size >= FLUSH_BYTES or len(data) >= BATCH_BELOW:
+            self.flush()  # a big reply goes at once: batching is for the small ones
+
+    def flush(self) -> None:
+        if not self.parts:
+            return
+        data, frames = b"".join(self.parts), len(self.parts)
+        self.parts.clear()
+        self.size = 0
+        try:
+            self.conn.sendall(data)
+        except TimeoutError:  # the client stopped reading: drop these replies and the client
+            self.server.collector.dropped_frames += frames
+            raise
 
 
 __all__ = ["Server", "asdict", "peer_credentials"]

@@ -1,0 +1,462 @@
+"""Garbage-collector pressure: collections, pauses and collected objects per generation.
+
+:class:`GCWatcher` is the long-running recorder (the live agent keeps one while a client
+watches)::
+
+    w = GCWatcher(max_pauses=4096)
+    w.start()            # appends one callback to gc.callbacks
+    w.snapshot()         # -> GCStats, cheap (call it every second)
+    w.stop()             # removes it: gc.callbacks is exactly as before
+
+:func:`gc_pressure` measures one call or one ``with`` block and returns a
+:class:`~profilers.gc_report.GCReport`::
+
+    g = gc_pressure(fn, *args, **kwargs)
+    with gc_pressure() as g:
+        ...
+
+How: CPython calls each ``gc.callbacks`` entry with ``("start", info)`` and ``("stop", info)``
+around every collection, on whatever thread triggered it. Collections do not nest and do not
+overlap (the collector holds the GIL and refuses to re-enter), so one start time is enough;
+the callback only reads ``perf_counter``, bumps counters and appends the pause to a bounded
+deque per generation, and never raises. Percentiles are computed over those recent pauses
+(``max_pauses`` per generation); counts, totals and the maximum cover every collection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import inspect
+import math
+import os
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Coroutine
+from dataclasses import asdict, dataclass
+from time import perf_counter
+from types import FrameType, TracebackType
+from typing import TYPE_CHECKING, Any, overload
+
+from profilers.report import Report
+
+if TYPE_CHECKING:
+    from profilers.gc_report import GCReport
+
+__all__ = ["GCPressure", "GCStats", "GCWatcher", "GenStats", "gc_pressure", "run_gc_pressure"]
+
+GENERATIONS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class GenStats:
+    """One generation. Pause statistics are ``None`` when there was no pause to measure.
+
+    ``collections`` counts collections *of* this generation (a gen-2 collection also collects
+    0 and 1 but counts here only under 2, as ``gc.get_stats()`` does).
+    """
+
+    collections: int
+    collected: int
+    uncollectable: int
+    pause_total_s: float
+    pause_max_s: float | None
+    pause_p50_s: float | None
+    pause_p99_s: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class GCStats:
+    """What a :class:`GCWatcher` saw since ``start()``; ``generations`` is indexed 0, 1, 2."""
+
+    generations: tuple[GenStats, ...]
+    thresholds: tuple[int, ...]
+    counts: tuple[int, ...]
+    gc_enabled: bool
+    wall_s: float
+    gc_share: float
+    pauses_kept: int = 0
+
+    @property
+    def collections(self) -> int:
+        return sum(g.collections for g in self.generations)
+
+    @property
+    def collected(self) -> int:
+        return sum(g.collected for g in self.generations)
+
+    @property
+    def uncollectable(self) -> int:
+        return sum(g.uncollectable for g in self.generations)
+
+    @property
+    def pause_total_s(self) -> float:
+        return sum(g.pause_total_s for g in self.generations)
+
+    @property
+    def pause_max_s(self) -> float | None:
+        known = [g.pause_max_s for g in self.generations if g.pause_max_s is not None]
+        return max(known) if known else None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["generations"] = [asdict(g) for g in self.generations]
+        out["thresholds"] = list(self.thresholds)
+        out["counts"] = list(self.counts)
+        return out
+
+    def delta(self, older: GCStats) -> GCStats:
+        """What happened between ``older`` and this snapshot (same watcher run).
+
+        Counts and pause totals are differences; the pause maximum and percentiles of an
+        interval cannot be derived from two snapshots, so they are ``None`` unless no
+        collection happened in between. ``thresholds``, ``counts``, ``gc_enabled`` are now.
+        """
+        gens = []
+        for new, old in zip(self.generations, older.generations, strict=True):
+            n = new.collections - old.collections
+            gens.append(
+                GenStats(
+                    collections=n,
+                    collected=new.collected - old.collected,
+                    uncollectable=new.uncollectable - old.uncollectable,
+                    pause_total_s=max(0.0, new.pause_total_s - old.pause_total_s),
+                    pause_max_s=None,
+                    pause_p50_s=None,
+                    pause_p99_s=None,
+                )
+            )
+        wall = max(0.0, self.wall_s - older.wall_s)
+        total = sum(g.pause_total_s for g in gens)
+        return GCStats(
+            generations=tuple(gens),
+            thresholds=self.thresholds,
+            counts=self.counts,
+            gc_enabled=self.gc_enabled,
+            wall_s=wall,
+            gc_share=total / wall if wall > 0 else 0.0,
+            pauses_kept=0,
+        )
+
+
+class GCWatcher:
+    """Collections, collected objects and pause times per generation, from ``gc.callbacks``.
+
+    ``start()`` begins a new measurement (counters at zero); ``stop()`` removes the callback and
+    freezes the wall clock; ``snapshot()`` works in both states.
+    """
+
+    def __init__(self, max_pauses: int = 4096) -> None:
+        if max_pauses < 1:
+            raise ValueError(f"max_pauses must be at least 1, not {max_pauses}")
+        self.max_pauses = max_pauses
+        self._reset()
+        self._installed: Callable[[str, dict[str, Any]], None] | None = None
+
+    def _reset(self) -> None:
+        self._collections = [0] * GENERATIONS
+        self._collected = [0] * GENERATIONS
+        self._uncollectable = [0] * GENERATIONS
+        self._pause_total = [0.0] * GENERATIONS
+        self._pause_max = [0.0] * GENERATIONS
+        self._pauses: list[deque[float]] = [
+            deque(maxlen=self.max_pauses) for _ in range(GENERATIONS)
+        ]
+        self._t0: float | None = None  # start of the collection in progress
+        self._started = time.perf_counter()
+        self._stopped: float | None = None
+        #: Callback invocations that failed (bad info dict, ...): never raised into the program.
+        self.errors = 0
+
+    @property
+    def running(self) -> bool:
+        return self._installed is not None
+
+    def start(self) -> None:
+        if self._installed is not None:
+            return
+        self._reset()
+        callback = self._callback  # one bound-method object: removed by identity on stop()
+        self._installed = callback
+        gc.callbacks.append(callback)
+
+    def stop(self) -> None:
+        callback, self._installed = self._installed, None
+        if callback is None:
+            return
+        self._stopped = time.perf_counter()
+        callbacks = gc.callbacks
+        for i in range(len(callbacks) - 1, -1, -1):
+            if callbacks[i] is callback:
+                del callbacks[i]
+                break
+        self._t0 = None
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        # Runs inside the collector, on any thread: no locks; a clock read and a few additions.
+        try:
+            if phase == "start":
+                self._t0 = perf_counter()
+                return
+            t1 = perf_counter()
+            gen = info["generation"]
+            self._collections[gen] += 1
+            self._collected[gen] += info["collected"]
+            self._uncollectable[gen] += info["uncollectable"]
+            t0, self._t0 = self._t0, None
+            if t0 is None:  # started in the middle of this collection
+                return
+            pause = t1 - t0
+            self._pause_total[gen] += pause
+            if pause > self._pause_max[gen]:
+                self._pause_max[gen] = pause
+            self._pauses[gen].append(pause)
+        except Exception:
+            self.errors += 1
+
+    def snapshot(self) -> GCStats:
+        """Counters since ``start()``; percentiles over the last ``max_pauses`` per generation."""
+        end = self._stopped if self._stopped is not None else time.perf_counter()
+        wall = max(0.0, end - self._started)
+        gens = []
+        kept = 0
+        for g in range(GENERATIONS):
+            recent = sorted(_copy(self._pauses[g]))
+            kept += len(recent)
+            has_pause = bool(recent)
+            gens.append(
+                GenStats(
+                    collections=self._collections[g],
+                    collected=self._collected[g],
+                    uncollectable=self._uncollectable[g],
+                    pause_total_s=self._pause_total[g],
+                    pause_max_s=self._pause_max[g] if has_pause else None,
+                    pause_p50_s=_percentile(recent, 0.50),
+                    pause_p99_s=_percentile(recent, 0.99),
+                )
+            )
+        total = sum(g.pause_total_s for g in gens)
+        return GCStats(
+            generations=tuple(gens),
+            thresholds=tuple(gc.get_threshold()),
+            counts=tuple(gc.get_count()),
+            gc_enabled=gc.isenabled(),
+            wall_s=wall,
+            gc_share=total / wall if wall > 0 else 0.0,
+            pauses_kept=kept,
+        )
+
+    def __enter__(self) -> GCWatcher:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def _copy(pauses: deque[float]) -> list[float]:
+    # A collection on another thread may append while we copy: try again (it is rare and fast).
+    for _ in range(10):
+        try:
+            return list(pauses)
+        except RuntimeError:
+            continue
+    return []
+
+
+def _percentile(ordered: list[float], q: float) -> float | None:
+    """Nearest-rank percentile of an ascending list (``None`` for an empty one)."""
+    if not ordered:
+        return None
+    rank = max(1, math.ceil(q * len(ordered)))
+    return ordered[rank - 1]
+
+
+# -- one call or one block ------------------------------------------------------------------------
+def run_gc_pressure(
+    fn: Callable[..., Any],
+    args: tuple[Any, ...] = (),
+    kwargs: dict[str, Any] | None = None,
+    *,
+    name: str | None = None,
+) -> GCReport:
+    """Run ``fn`` with a :class:`GCWatcher` on; return a ``GCReport`` (exceptions propagate)."""
+    from profilers.gc_report import GCReport
+
+    watcher = GCWatcher()
+    enabled_at_start = gc.isenabled()
+    value = _call_now(watcher.start, watcher.stop, fn, args, kwargs or {})
+    return GCReport(
+        watcher.snapshot(),
+        name=name or _name(fn),
+        enabled_at_start=enabled_at_start,
+        return_value=value,
+    )
+
+
+class GCPressure(Report):
+    """``with vmtop.gc_pressure() as g:`` (or ``async with``): ``g`` becomes the report."""
+
+    def __init__(self) -> None:
+        self.report: GCReport | None = None
+        self._watcher: GCWatcher | None = None
+        self._where = "with block"
+        self._enabled_at_start = True
+
+    def __enter__(self) -> GCPressure:
+        caller = sys._getframe(1)
+        self._start(f"with block at {_where(caller)}")
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._stop()
+
+    async def __aenter__(self) -> GCPressure:
+        caller = sys._getframe(1)
+        self._start(f"async with block at {_where(caller)}")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._stop()
+
+    def _start(self, where: str) -> None:
+        if self._watcher is not None:
+            raise RuntimeError("this GC report is already recording")
+        self._where = where
+        self.report = None
+        self._enabled_at_start = gc.isenabled()
+        self._watcher = GCWatcher()
+        self._watcher.start()
+
+    def _stop(self) -> None:
+        from profilers.gc_report import GCReport
+
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.stop()
+            self.report = GCReport(
+                watcher.snapshot(), name=self._where, enabled_at_start=self._enabled_at_start
+            )
+
+    def _done(self) -> GCReport:
+        if self.report is None:
+            state = "still recording" if self._watcher is not None else "not run yet"
+            raise RuntimeError(f"no report: the GC report is {state}")
+        return self.report
+
+    def to_dict(self) -> dict[str, Any]:
+        return self._done().to_dict()
+
+    def __rich__(self) -> Any:
+        if self.report is None:
+            state = "recording" if self._watcher is not None else "not started"
+            return f"<vmtop gc_pressure: {state}>"
+        return self.report.__rich__()
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._done(), name)
+
+
+@overload
+def gc_pressure(fn: None = None, /) -> GCPressure: ...
+
+
+@overload
+def gc_pressure(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> GCReport: ...
+
+
+def gc_pressure(
+    fn: Callable[..., Any] | None = None, /, *args: Any, **kwargs: Any
+) -> GCPressure | GCReport:
+    """GC collections, pauses and collected objects of ``fn(*args, **kwargs)`` -> ``GCReport``.
+
+    Without ``fn``: a ``with`` / ``async with`` block whose target becomes the report.
+    Coroutine functions run with ``asyncio.run``.
+    """
+    if fn is None:
+        if args or kwargs:
+            raise TypeError("vmtop.gc_pressure() without a function takes no arguments")
+        return GCPressure()
+    if not callable(fn):
+        raise TypeError(f"vmtop.gc_pressure needs a callable, not {type(fn).__name__}")
+    return run_gc_pressure(fn, args, kwargs)
+
+
+def _call_now(
+    start: Callable[[], None],
+    stop: Callable[[], None],
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> Any:
+    if inspect.iscoroutinefunction(fn):
+        return _run_coroutine(start, stop, lambda: fn(*args, **kwargs))
+    start()
+    try:
+        value = fn(*args, **kwargs)
+    finally:
+        stop()
+    if inspect.iscoroutine(value):
+        coroutine = value
+        return _run_coroutine(start, stop, lambda: coroutine)
+    return value
+
+
+def _run_coroutine(
+    start: Callable[[], None],
+    stop: Callable[[], None],
+    make: Callable[[], Coroutine[Any, Any, Any]],
+) -> Any:
+    async def main() -> Any:
+        start()
+        try:
+            return await make()
+        finally:
+            stop()
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(main())
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:  # this thread already runs a loop (Jupyter): use a thread of its own
+        try:
+            outcome["value"] = asyncio.run(main())
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target, name="vmtop-gc-pressure")
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")
+
+
+def _where(frame: FrameType) -> str:
+    return f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}"
+
+
+def _name(fn: Callable[..., Any]) -> str:
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+    return str(name) if name else repr(fn)

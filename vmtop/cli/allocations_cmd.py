@@ -1,0 +1,211 @@
+"""``vmtop allocations [options] script.py [args]`` / ``-m module``: where memory went.
+
+The program runs in this process as ``__main__`` under ``tracemalloc``; when it ends, the top
+allocation sites (memory still allocated at the end), the peak and the net retained memory are
+printed to stdout, and ``-o FILE`` also writes the allocation flamegraph (format from the
+suffix). Exits with the program's exit code (130 after Ctrl-C, which still reports). Every
+option and the target are checked before the program runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from vmtop.cli import options
+from vmtop.cli import target as target_module
+from vmtop.cli.errors import CliError
+from vmtop.cli.live_jobs import add_live_arguments, check_live_options, run_live
+from vmtop.cli.target import add_target_arguments, target_runner
+
+MAX_DEPTH = 65535  # tracemalloc's own limit
+DEFAULT_DEPTH = 25
+# Frames of these files are the runner, not the program (tracebacks of the program's errors).
+_RUNNER_FILES = (os.path.abspath(__file__), os.path.abspath(target_module.__file__))
+
+EPILOG = """\
+output formats (-o): .svg (interactive flamegraph), .speedscope.json, .folded, .html
+
+examples:
+  vmtop allocations app.py --port 8080           top 15 lines by bytes still allocated at exit
+  vmtop allocations --group function -m pkg      per function
+  vmtop allocations --by count --limit 30 app.py most live blocks
+  vmtop allocations -o alloc.svg app.py          also write the allocation flamegraph
+  vmtop allocations --depth 1 app.py             cheapest tracing (1 frame per allocation)
+
+cost: tracemalloc slows allocation-heavy code several times (more with a deeper --depth).
+"""
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "allocations",
+        help="run a script or module under tracemalloc: top allocation sites, peak, net",
+        description="Run script.py (or -m module) as __main__ with tracemalloc on and print "
+        "where the memory still allocated at the end was allocated, with the peak and the net "
+        "retained memory. Arguments after the script go to it. Exits with the program's exit "
+        "code.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--depth",
+        type=depth,
+        default=DEFAULT_DEPTH,
+        metavar="N",
+        help=f"frames kept per allocation (tracemalloc nframe; default {DEFAULT_DEPTH})",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="also write the allocation flamegraph to FILE; format from the suffix (see below)",
+    )
+    p.add_argument(
+        "--by",
+        choices=("bytes", "count"),
+        default="bytes",
+        help="order sites by bytes (default) or by live blocks",
+    )
+    p.add_argument(
+        "--group",
+        choices=("line", "function", "file"),
+        default="line",
+        help="one row per line (default), function or file",
+    )
+    p.add_argument(
+        "--limit",
+        type=options.positive_int,
+        default=15,
+        metavar="N",
+        help="rows to show (default 15)",
+    )
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_live_arguments(p, "allocations")
+    add_target_arguments(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.pid is not None:
+        return run_live(args, "allocations")
+    check_live_options(args)
+    output_format = check_output(args.output)
+    name, runner = resolve_target(args)
+    outcome = Outcome("allocations")
+    # runpy imports pkgutil on first use: import it now, or its code would count as the program's.
+    import pkgutil  # noqa: F401
+
+    from profilers.allocations import run_allocations
+
+    report = run_allocations(outcome.wrap(runner), nframe=args.depth, name=name)
+    view = report.view(by=args.by, group=args.group, limit=args.limit)
+    if args.json:
+        print(view.to_json())
+    else:
+        print_report(view)
+    if args.output is not None:
+        try:
+            written = report.save(args.output)
+        except OSError as exc:
+            raise CliError(f"cannot write {args.output}: {exc.strerror or exc}") from None
+        stacks = len(report.stacks)
+        print(
+            f"wrote {args.output} ({written or output_format}, {stacks:,} stacks)",
+            file=sys.stderr,
+        )
+    return outcome.code
+
+
+# -- shared with `vmtop gc` -------------------------------------------------------------------------
+def depth(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"depth must be a whole number, not {text!r}") from None
+    if not 1 <= value <= MAX_DEPTH:
+        raise argparse.ArgumentTypeError(f"depth must be between 1 and {MAX_DEPTH}, not {value}")
+    return value
+
+
+def check_output(path: str | None) -> str | None:
+    """The flamegraph format of ``path`` (None: no file), or CliError if it cannot be written."""
+    if path is None:
+        return None
+    from profilers.writers import format_for
+
+    try:
+        fmt = format_for(path)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    directory = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise CliError(f"cannot write {path}: it is a directory")
+    if not os.path.isdir(directory):
+        raise CliError(f"cannot write {path}: no directory {directory}")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise CliError(f"cannot write {path}: directory {directory} is not writable")
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        raise CliError(f"cannot write {path}: the file is not writable")
+    return fmt
+
+
+def resolve_target(args: argparse.Namespace) -> tuple[str, Callable[[], object]]:
+    """The program to run; a missing script or module is a CliError before anything runs."""
+    return target_runner(args)
+
+
+class Outcome:
+    """The program's exit code; its errors are printed as Python would, the report still made."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+        self.code = 0
+
+    def wrap(self, runner: Callable[[], object]) -> Callable[[], None]:
+        def program() -> None:
+            try:
+                code = runner()
+                self.code = code if isinstance(code, int) else 0
+            except KeyboardInterrupt:
+                self.code = 130
+                print(
+                    f"vmtop {self.command}: interrupted; the report covers what ran",
+                    file=sys.stderr,
+                )
+            except BaseException:
+                self.code = 1
+                _print_program_error()
+
+        return program
+
+
+def _print_program_error() -> None:
+    etype, value, tb = sys.exc_info()
+    # Python shows the program's frames only: skip the runner's, runpy's and the recorder's.
+    profilers_dir = os.path.dirname(os.path.abspath(_profilers_file())) + os.sep
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename in _RUNNER_FILES or "runpy" in filename or filename.startswith(profilers_dir):
+            tb = tb.tb_next
+            continue
+        break
+    traceback.print_exception(etype, value, tb)
+
+
+def _profilers_file() -> str:
+    import profilers
+
+    return profilers.__file__ or ""
+
+
+def print_report(report: Any) -> None:
+    from rich.console import Console
+
+    sys.stdout.flush()
+    console = Console(width=None if sys.stdout.isatty() else 120)
+    console.print(report)
