@@ -10,6 +10,8 @@ import pytest
 
 from tests.agent_helpers import TARGETS, Target, vmtop_cmd
 
+pytestmark = pytest.mark.internals  # runs under every supported Python in CI
+
 
 @pytest.mark.parametrize("code", [0, 3, 42])
 def test_run_preserves_exit_code_argv_and_stdin(code: int) -> None:

@@ -17,6 +17,8 @@ from vmtop.demo.__main__ import main
 from vmtop.demo.actors import Actor, RestartIntensityExceeded, Supervisor
 from vmtop.demo.system import DemoConfig, DemoSystem, idle_names
 
+pytestmark = pytest.mark.internals  # runs under every supported Python in CI
+
 ROOT = Path(__file__).resolve().parent.parent
 FIXED_NAMES = {
     "supervisor",

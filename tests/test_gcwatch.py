@@ -19,6 +19,8 @@ import vmtop
 from profilers.gc_report import GCReport, findings, format_seconds
 from profilers.gcwatch import GCPressure, GCStats, GCWatcher, GenStats, _percentile
 
+pytestmark = pytest.mark.internals  # runs under every supported Python in CI
+
 
 class Node:
     def __init__(self) -> None:

@@ -13,6 +13,8 @@ from profilers.calls_report import CallEdge, CallsProfile, FunctionCalls, Pstats
 from profilers.profile import profile
 from profilers.stacks import StackModel
 
+pytestmark = pytest.mark.internals  # runs under every supported Python in CI
+
 
 def fib(n: int) -> int:
     return n if n < 2 else fib(n - 1) + fib(n - 2)

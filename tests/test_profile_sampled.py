@@ -19,6 +19,8 @@ from profilers.profile import Profile, profile
 from profilers.profile_report import SampledProfile
 from profilers.stacks import Frame, StackModel
 
+pytestmark = pytest.mark.internals  # runs under every supported Python in CI
+
 SCHEMA = Path(__file__).parent / "data" / "speedscope-file-format-schema.json"
 PROFILERS_DIR = str(Path(__file__).resolve().parent.parent / "profilers")
 
