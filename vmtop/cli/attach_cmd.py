@@ -1,0 +1,96 @@
+"""``vmtop attach PID``: the live TUI on a running Python process.
+
+Connects to the target's agent (injecting one first when asked and available), or with
+``--peek`` reads thread stacks from outside without any agent (read-only, no tasks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from vmtop.cli import options
+from vmtop.cli.errors import CliError
+from vmtop.client import AgentClient, ClientError
+
+INJECT_TIMEOUT = 15.0
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "attach",
+        help="live TUI on a running Python process",
+        description="Open the live TUI on a running Python program: its asyncio tasks, "
+        "threads and shared queues, with the node header, drill-down and cancel. Press ? "
+        "in the TUI for the keys, q to detach.",
+    )
+    p.add_argument("pid", type=options.pid, help="process id of the target")
+    p.add_argument(
+        "--interval",
+        "-i",
+        type=options.interval,
+        default=1.0,
+        metavar="S",
+        help="seconds between refreshes (default 1; + and - change it live)",
+    )
+    p.add_argument(
+        "--peek",
+        action="store_true",
+        help="read-only: thread stacks sampled from outside (py-spy), no agent, no injection",
+    )
+    how = p.add_mutually_exclusive_group()
+    how.add_argument(
+        "--inject",
+        action="store_true",
+        help="if the target has no agent, inject one (asks first)",
+    )
+    how.add_argument(
+        "--yes", "-y", action="store_true", help="inject an agent if needed, without asking"
+    )
+    how.add_argument(
+        "--no-inject", action="store_true", help="never inject: fail when there is no agent"
+    )
+    p.set_defaults(func=run)
+
+
+def _inject_choice(args: argparse.Namespace) -> bool | None:
+    if args.inject or args.yes:
+        return True
+    if args.no_inject:
+        return False
+    return None  # ask when interactive
+
+
+def connect(args: argparse.Namespace) -> Any:
+    """The source the TUI reads: the agent (loaded first if asked and allowed), or peek."""
+    if args.peek:
+        from vmtop.peek import PeekSource
+
+        try:
+            return PeekSource(args.pid).connect()
+        except ClientError as exc:
+            raise CliError(str(exc)) from None
+    from vmtop.attach.ensure import ensure_agent
+
+    # Raises CliError (one line) when there is no agent and none may be loaded.
+    ensure_agent(args.pid, inject=_inject_choice(args), yes=args.yes, timeout=INJECT_TIMEOUT)
+    try:
+        return AgentClient(args.pid).connect()
+    except ClientError as exc:
+        raise CliError(str(exc)) from None
+
+
+def run(args: argparse.Namespace) -> int:
+    source = connect(args)
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        source.close()
+        raise CliError(
+            "the TUI needs a terminal; for text or JSON use 'vmtop top PID' (--once, --json)"
+        )
+    from vmtop.tui import run_tui
+
+    try:
+        return run_tui(args.pid, interval=args.interval, source=source)
+    except ClientError as exc:
+        raise CliError(str(exc)) from None
