@@ -31,6 +31,8 @@ from vmtop.agent.server import Server
 from vmtop.client import AgentClient
 from vmtop.paths import UnsafeDirectory
 
+pytestmark = pytest.mark.internals  # runs under every supported Python in CI
+
 ROOT = Path(__file__).resolve().parent.parent
 IS_ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(
@@ -123,8 +125,6 @@ def open_runtime_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 PROBE = """
 import json, os, socket, sys
-
-pytestmark = pytest.mark.internals  # runs under every supported Python in CI
 path = sys.argv[1]
 out = {}
 def attempt(name, fn):
