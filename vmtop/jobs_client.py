@@ -17,6 +17,8 @@ Heavy work (aggregating a large tracemalloc snapshot) happens in this process, n
 from __future__ import annotations
 
 import base64
+import signal
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -99,9 +101,10 @@ def run_job(
     Ctrl-C (KeyboardInterrupt) while waiting cancels the job and still returns what it
     measured; a second Ctrl-C while the job winds down raises.
     """
-    started = start_job(client, kind, duration, **opts)
+    started, interrupted = _start_deferring_ctrl_c(client, kind, duration, **opts)
     job_id = int(started["id"])
-    interrupted = False
+    if interrupted:  # Ctrl-C arrived while the job was being started
+        cancel_job(client, job_id)
     while True:
         try:
             status = job_status(client, job_id, wait=POLL)
@@ -117,6 +120,22 @@ def run_job(
             raise JobError(f"the {kind} job failed in the target: {status.get('error')}")
         if status["state"] == "done":
             return job_result(client, job_id)
+
+
+def _start_deferring_ctrl_c(
+    client: AgentClient, kind: str, duration: float, **opts: Any
+) -> tuple[dict[str, Any], bool]:
+    """Start a job with Ctrl-C held back until the agent's answer (with the job id) is read,
+    so an early Ctrl-C still cancels the job and reports instead of abandoning it."""
+    if threading.current_thread() is not threading.main_thread():
+        return start_job(client, kind, duration, **opts), False
+    hits: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: hits.append(signum))
+    try:
+        started = start_job(client, kind, duration, **opts)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return started, bool(hits)
 
 
 def _check_agent(client: AgentClient) -> None:
