@@ -148,11 +148,20 @@ def watched(work: Callable[[], None]) -> tuple[float, float]:
         w.stop()
 
 
+def _noop(phase: str, info: dict[str, int]) -> None:
+    pass
+
+
+def with_noop_callback(work: Callable[[], None]) -> tuple[float, float]:
+    gc.callbacks.append(_noop)
+    try:
+        return timed(work)
+    finally:
+        gc.callbacks.remove(_noop)
+
+
 def callback_cost(n: int = 20_000) -> tuple[float, float, float]:
     """Seconds per gc.collect(0): no callback, a no-op callback, the watcher (median of 5)."""
-
-    def noop(phase: str, info: dict[str, int]) -> None:
-        pass
 
     results: dict[str, list[float]] = {"off": [], "noop": [], "watcher": []}
     for _ in range(5):
@@ -161,14 +170,14 @@ def callback_cost(n: int = 20_000) -> tuple[float, float, float]:
             if mode == "watcher":
                 w.start()
             elif mode == "noop":
-                gc.callbacks.append(noop)
+                gc.callbacks.append(_noop)
             t0 = time.perf_counter()
             for _ in range(n):
                 gc.collect(0)
             sink.append((time.perf_counter() - t0) / n)
             w.stop()
             if mode == "noop":
-                gc.callbacks.remove(noop)
+                gc.callbacks.remove(_noop)
     off, noop_cost, watcher = (statistics.median(v) for v in results.values())
     return off, noop_cost, watcher
 
@@ -312,10 +321,21 @@ def main(argv: list[str] | None = None) -> int:
         work()
         w.stop()
         n = w.snapshot().collections
-        result = paired({"off": untraced, "watcher": watched}, work, args.gc_rounds)
-        wall, cpu, _ = result["watcher"]
+        result = paired(
+            {"off": untraced, "noop": with_noop_callback, "watcher": watched},
+            work,
+            args.gc_rounds,
+        )
         base = result["off"][2]
-        gc_rows.append([name, f"{base * 1e3:.0f} ms", f"{n:,}", f"{wall:.3f}x", f"{cpu:.3f}x"])
+        gc_rows.append(
+            [
+                name,
+                f"{base * 1e3:.0f} ms",
+                f"{n:,}",
+                f"{result['noop'][0]:.3f}x / {result['noop'][1]:.3f}x",
+                f"{result['watcher'][0]:.3f}x / {result['watcher'][1]:.3f}x",
+            ]
+        )
         print(f"gc watcher {name}: {result}", file=sys.stderr)
     per_off, per_noop, per_on = callback_cost()
     print(
@@ -351,9 +371,19 @@ def main(argv: list[str] | None = None) -> int:
             table(["workload", "tracing", "untraced", "wall ratio", "CPU ratio"], overhead_rows),
             "",
             f"GC watcher overhead ({args.gc_rounds} rounds; `cycles` makes and drops 80k objects "
-            "in reference cycles, `alloc` is the workload above, not nested):",
+            "in reference cycles, `alloc` is the workload above, not nested; a do-nothing "
+            "`gc.callbacks` entry for comparison):",
             "",
-            table(["workload", "unwatched", "collections", "wall ratio", "CPU ratio"], gc_rows),
+            table(
+                [
+                    "workload",
+                    "unwatched",
+                    "collections",
+                    "no-op callback (wall / CPU)",
+                    "GC watcher (wall / CPU)",
+                ],
+                gc_rows,
+            ),
             "",
             "Per collection (`gc.collect(0)` of an empty young generation, median of 5 x 20k): "
             f"{per_off * 1e6:.2f} µs without callbacks, {per_noop * 1e6:.2f} µs with a no-op "
