@@ -20,18 +20,16 @@ docs/benchmarks.md); the report's analysis itself runs after the code, on first 
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import sys
-import threading
 import time
 import tracemalloc
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Iterable
 from types import FrameType, TracebackType
 from typing import Any, overload
 
 from profilers.alloc_analysis import OWN_FILES, Aggregate, Group, SiteDiff, growth
 from profilers.alloc_report import AllocationReport
+from profilers.calling import call_now, function_name
 from profilers.report import Report
 
 __all__ = ["AllocationRecorder", "Allocations", "allocations", "run_allocations"]
@@ -128,7 +126,7 @@ def run_allocations(
     """Run ``fn`` under tracemalloc and return the report (exceptions from ``fn`` propagate)."""
     recorder = AllocationRecorder(nframe, exclude)
     value = call_now(recorder.start, recorder.stop, fn, args, kwargs or {})
-    return recorder.report(name or _name(fn), value)
+    return recorder.report(name or function_name(fn), value)
 
 
 class Allocations(Report):
@@ -264,66 +262,6 @@ class _AllocationsEntry:
 
 allocations = _AllocationsEntry()
 allocations.__doc__ = __doc__
-
-
-# -- running sync or async code between start and stop --------------------------------------------
-def call_now(
-    start: Callable[[], None],
-    stop: Callable[[], None],
-    fn: Callable[..., Any],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-) -> Any:
-    """``fn(*args, **kwargs)`` between ``start()`` and ``stop()``; coroutines run to the end."""
-    if inspect.iscoroutinefunction(fn):
-        return _run_coroutine(start, stop, lambda: fn(*args, **kwargs))
-    start()
-    try:
-        value = fn(*args, **kwargs)
-    finally:
-        stop()
-    if inspect.iscoroutine(value):
-        coroutine = value
-        return _run_coroutine(start, stop, lambda: coroutine)
-    return value
-
-
-def _run_coroutine(
-    start: Callable[[], None],
-    stop: Callable[[], None],
-    make: Callable[[], Coroutine[Any, Any, Any]],
-) -> Any:
-    async def main() -> Any:
-        start()
-        try:
-            return await make()
-        finally:
-            stop()
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(main())
-    # This thread already runs a loop (Jupyter): run the coroutine on a thread of its own.
-    outcome: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            outcome["value"] = asyncio.run(main())
-        except BaseException as exc:  # re-raised on the calling thread
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=target, name="vmtop-allocations")
-    thread.start()
-    thread.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome.get("value")
-
-
-def _name(fn: Callable[..., Any]) -> str:
-    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
-    return str(name) if name else repr(fn)
 
 
 def _short(file: str) -> str:

@@ -25,21 +25,19 @@ deque per generation, and never raises. Percentiles are computed over those rece
 
 from __future__ import annotations
 
-import asyncio
 import gc
-import inspect
 import math
 import os
 import sys
-import threading
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from time import perf_counter
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, overload
 
+from profilers.calling import call_now, function_name
 from profilers.report import Report
 
 if TYPE_CHECKING:
@@ -292,10 +290,10 @@ def run_gc_pressure(
 
     watcher = GCWatcher()
     enabled_at_start = gc.isenabled()
-    value = _call_now(watcher.start, watcher.stop, fn, args, kwargs or {})
+    value = call_now(watcher.start, watcher.stop, fn, args, kwargs or {})
     return GCReport(
         watcher.snapshot(),
-        name=name or _name(fn),
+        name=name or function_name(fn),
         enabled_at_start=enabled_at_start,
         return_value=value,
     )
@@ -401,62 +399,5 @@ def gc_pressure(
     return run_gc_pressure(fn, args, kwargs)
 
 
-def _call_now(
-    start: Callable[[], None],
-    stop: Callable[[], None],
-    fn: Callable[..., Any],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-) -> Any:
-    if inspect.iscoroutinefunction(fn):
-        return _run_coroutine(start, stop, lambda: fn(*args, **kwargs))
-    start()
-    try:
-        value = fn(*args, **kwargs)
-    finally:
-        stop()
-    if inspect.iscoroutine(value):
-        coroutine = value
-        return _run_coroutine(start, stop, lambda: coroutine)
-    return value
-
-
-def _run_coroutine(
-    start: Callable[[], None],
-    stop: Callable[[], None],
-    make: Callable[[], Coroutine[Any, Any, Any]],
-) -> Any:
-    async def main() -> Any:
-        start()
-        try:
-            return await make()
-        finally:
-            stop()
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(main())
-    outcome: dict[str, Any] = {}
-
-    def target() -> None:  # this thread already runs a loop (Jupyter): use a thread of its own
-        try:
-            outcome["value"] = asyncio.run(main())
-        except BaseException as exc:
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=target, name="vmtop-gc-pressure")
-    thread.start()
-    thread.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome.get("value")
-
-
 def _where(frame: FrameType) -> str:
     return f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}"
-
-
-def _name(fn: Callable[..., Any]) -> str:
-    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
-    return str(name) if name else repr(fn)
