@@ -13,6 +13,11 @@ import time
 import weakref
 from typing import Any
 
+import psutil
+
+# Imported with the agent, not at the first attach: an import on the client's thread while
+# the program's loop is CPU-bound waits for the GIL at every file access (seconds, measured).
+from profilers.gcwatch import GCWatcher
 from vmtop.agent.lag import LagProbe
 from vmtop.agent.loops import is_uvloop, running_loops, task_count
 from vmtop.agent.mailbox import MailboxTracker
@@ -106,11 +111,6 @@ class Collector:
         return loops
 
     def _start_gc(self) -> None:
-        try:
-            from profilers.gcwatch import GCWatcher
-        except ImportError:  # pragma: no cover - the package always ships it
-            self.gc = None
-            return
         self.gc = GCWatcher()
         self.gc.start()
 
@@ -145,8 +145,6 @@ class Collector:
 
 def _psutil_process() -> Any:
     try:
-        import psutil
-
         proc = psutil.Process()
         proc.cpu_percent(None)  # prime: the next call reports usage since now
         return proc
