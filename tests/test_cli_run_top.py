@@ -65,6 +65,7 @@ def test_run_missing_script_is_one_line_exit_2() -> None:
 @pytest.fixture(scope="module")
 def target():
     with Target("agent_target.py") as t:
+        t.read_until("busy_thread_cpu")  # its busy thread is done competing for the GIL
         yield t
 
 

@@ -103,7 +103,7 @@ class AgentClient:
     """One connection to one agent. Use as a context manager; every call may raise
     :class:`ClientError` (:class:`TargetGone` when the target exits mid-conversation)."""
 
-    def __init__(self, pid: int, timeout: float = 5.0) -> None:
+    def __init__(self, pid: int, timeout: float = 15.0) -> None:
         self.pid = pid
         self.timeout = timeout
         self.sock: socket.socket | None = None
@@ -271,7 +271,7 @@ class AgentClient:
         return jobs_client.gc(self, duration, **opts)
 
 
-def connect(pid: int, timeout: float = 5.0) -> AgentClient:
+def connect(pid: int, timeout: float = 15.0) -> AgentClient:
     return AgentClient(pid, timeout).connect()
 
 

@@ -16,14 +16,22 @@ from vmtop.records import GenGC, LoopStats, NodeInfo
 _START = time.monotonic()
 
 
-def process_uptime() -> float:
-    """Seconds since the process started (psutil), else since the agent module was imported."""
-    try:
-        import psutil
+_CREATED: list[float] = []
 
-        return max(0.0, time.time() - psutil.Process().create_time())
-    except Exception:
-        return time.monotonic() - _START
+
+def process_uptime() -> float:
+    """Seconds since the process started (psutil, read once), else since the agent loaded.
+
+    Every /proc read releases the GIL, and getting it back behind a CPU-bound loop costs up
+    to a switch interval: the agent keeps its system calls per refresh few."""
+    if not _CREATED:
+        try:
+            import psutil
+
+            _CREATED.append(psutil.Process().create_time())
+        except Exception:
+            return time.monotonic() - _START
+    return max(0.0, time.time() - _CREATED[0])
 
 
 def gc_figures(collector: Collector) -> tuple[tuple[GenGC, ...], float | None]:
