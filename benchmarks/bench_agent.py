@@ -76,7 +76,7 @@ class Config:
         quick = args.quick
         self.python: str = args.python
         self.rounds: int = args.rounds or (1 if quick else 7)
-        self.duration: float = args.duration or (0.6 if quick else 3.0)
+        self.duration: float = args.duration or (1.5 if quick else 3.0)
         self.refresh: float = 1.0 if not quick else 0.2
         self.connections: int = args.connections
         self.sizes: list[int] = args.sizes or ([1000] if quick else [1000, 10_000, 100_000])
