@@ -310,13 +310,14 @@ def test_thirty_attach_detach_cycles_leave_nothing_behind(start: Any) -> None:
         while True:
             target.send("state")
             state: dict[str, Any] = target.expect("state")
-            if state["py_threads"] == baseline_threads or time.monotonic() > deadline:
+            settled = (state["py_threads"], state["threads"]) == baseline_threads
+            if settled or time.monotonic() > deadline:
                 return state
             time.sleep(0.05)
 
     target.send("state")
     after_inject = target.expect("state")
-    baseline_threads = after_inject["py_threads"]
+    baseline_threads = (after_inject["py_threads"], after_inject["threads"])
     assert after_inject["handle_run_original"] and after_inject["queue_get_original"]
     for cycle in range(30):
         assert ensure_agent(target.pid, inject=False, yes=False, timeout=5) == path
