@@ -111,13 +111,16 @@ def test_blocked_loop_is_reported_with_its_stack(target: Target) -> None:
 
 
 def test_thread_cpu_matches_the_busy_thread(target: Target) -> None:
-    # The thread printed its own CPU clock once it had burnt 0.4 s, then blocked for good.
+    # The thread printed its own CPU clock once it had burnt 0.4 s, then blocked for good. The
+    # print and the way into the wait still cost it a little CPU (up to 32 ms seen on a loaded
+    # CI machine, where each GIL hand-over waits), so its clock is a floor, not an exact value;
+    # any other thread here (the loop's runs a hot task) has burnt far more or far less.
     cpu = target.busy_cpu  # type: ignore[attr-defined]
     with AgentClient(target.pid) as client:
         snap = client.snapshot(limit=20, kinds=("thread",), filter="busy-thread")
     (row,) = snap.rows
     assert row.kind == "thread" and row.reductions is None
-    assert row.time_total == pytest.approx(cpu, abs=0.02)
+    assert cpu - 0.001 <= row.time_total <= cpu + 0.1
     assert row.state == "sleeping"
 
 
