@@ -44,6 +44,7 @@ from operator import attrgetter, is_not
 from types import CodeType, FrameType
 from typing import Any
 
+from profilers import switching
 from profilers.stacks import Frame, StackModel
 
 DEFAULT_RATE = 100.0
@@ -327,11 +328,11 @@ class ThreadSampler:
         next_tick = start
         result = self.result
         cpu_start = time.thread_time()
-        previous_switch = sys.getswitchinterval()
+        switch_token = None
         if self.switch_interval is not None:
-            sys.setswitchinterval(self.switch_interval)
+            switch_token = switching.push(self.switch_interval)
         else:
-            result.switch_interval = previous_switch
+            result.switch_interval = sys.getswitchinterval()
         frames_now = sys._current_frames()
         if len(frames_now) <= MAX_CPU_THREADS:
             for ident in frames_now:
@@ -367,12 +368,9 @@ class ThreadSampler:
             self._cpu.clear()
             self._loop_threads.clear()
             self._memo.clear()
-            ours = self.switch_interval
-            # Restore the interval unless someone changed it while we ran (theirs wins).
-            if ours is not None and abs(sys.getswitchinterval() - ours) < 1e-7:
-                sys.setswitchinterval(
-                    previous_switch
-                )  # do not keep the program's code objects alive
+            if switch_token is not None:
+                # Gives the program's interval back unless it set one meanwhile (theirs wins).
+                switching.pop(switch_token)
         return result
 
     def start(self, duration: float | None = None) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import pstats
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 
 from profilers.stacks import StackModel
-from profilers.thread_sampler import SampleSet, ThreadSampler
+from profilers.thread_sampler import DEFAULT_SWITCH_INTERVAL, SampleSet, ThreadSampler
 from tests.agent_helpers import Target, vmtop_cmd
 from vmtop import job_payloads
 from vmtop.client import AgentClient, ClientError
@@ -325,9 +326,11 @@ def test_cli_ctrl_c_ends_the_job_early_and_still_writes(target: Target, tmp_path
         text=True,
     )
     try:
-        # The sampler lowers the target's GIL switch interval while it runs: the job is on.
-        while state(target)["switchinterval"] == 0.005:
+        # The sampler sets the target's GIL switch interval to its own while it runs: the job
+        # is on. Then let it take some samples (100 Hz) before the Ctrl-C.
+        while abs(state(target)["switchinterval"] - DEFAULT_SWITCH_INTERVAL) > 1e-6:
             assert cli.poll() is None, cli.communicate()
+        time.sleep(0.3)
         os.kill(cli.pid, signal.SIGINT)
         _, err = cli.communicate(timeout=30)
     finally:

@@ -1,0 +1,225 @@
+"""The step hooks (C and Python) on a real event loop: exact counts, the stdlib's behaviour kept.
+
+Every test runs once per hook implementation; the C one must be built here (CI installs the
+package, which compiles it), so its absence fails rather than skips.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import asyncio.events
+import sys
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from vmtop.agent.step_hooks import StepCounter, c_hook_available
+
+pytestmark = pytest.mark.internals
+
+KINDS = ["c", "python"]
+
+
+@pytest.fixture(params=KINDS)
+def counter(request: pytest.FixtureRequest) -> Iterator[StepCounter]:
+    original = asyncio.events.Handle._run
+    steps = StepCounter(hook_kind=request.param)
+    steps.install()
+    try:
+        assert steps.implementation == request.param
+        yield steps
+    finally:
+        steps.uninstall()
+    assert asyncio.events.Handle._run is original
+
+
+def test_the_c_hook_is_built() -> None:
+    assert c_hook_available(), "pip install -e . should have compiled vmtop/agent/_stephook.c"
+
+
+async def resumes(n: int) -> None:
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+def test_a_task_counts_one_step_per_resumption(counter: StepCounter) -> None:
+    async def main() -> tuple[int, float]:
+        task = asyncio.create_task(resumes(7))
+        await task
+        counter.drain()
+        return counter.get(task)
+
+    steps, seconds = asyncio.run(main())
+    assert steps == 8  # the first step, then one per sleep(0)
+    assert 0 < seconds < 1
+
+
+def test_time_is_the_wall_time_inside_the_steps(counter: StepCounter) -> None:
+    import time
+
+    async def busy() -> None:
+        for _ in range(3):
+            end = time.perf_counter() + 0.02
+            while time.perf_counter() < end:
+                pass
+            await asyncio.sleep(0.01)  # waiting: not inside a step
+
+    async def main() -> tuple[int, float]:
+        task = asyncio.create_task(busy())
+        await task
+        counter.drain()
+        return counter.get(task)
+
+    steps, seconds = asyncio.run(main())
+    assert steps == 4
+    assert 0.06 <= seconds < 0.09
+
+
+def test_other_callbacks_are_counted_apart(counter: StepCounter) -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        for _ in range(5):
+            loop.call_soon(lambda: None)
+        loop.call_soon(done.set_result, None)
+        await done
+        counter.drain()
+
+    asyncio.run(main())
+    assert counter.other[0] >= 6
+
+
+def test_a_raising_callback_reaches_the_exception_handler_as_without_hook(
+    counter: StepCounter,
+) -> None:
+    def run_once() -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+
+        def boom(x: int) -> None:
+            raise ValueError(f"boom {x}")
+
+        async def main() -> None:
+            loop = asyncio.get_running_loop()
+            loop.set_exception_handler(lambda _loop, ctx: seen.update(ctx))
+            loop.call_soon(boom, 3)
+            await asyncio.sleep(0.01)
+
+        asyncio.run(main())
+        return seen
+
+    hooked = run_once()
+    counter.uninstall()
+    plain = run_once()
+    counter.install()
+    assert set(hooked) == set(plain) == {"message", "exception", "handle"}
+    assert hooked["message"] == plain["message"]
+    assert "boom" in hooked["message"]
+    assert type(hooked["exception"]) is ValueError and str(hooked["exception"]) == "boom 3"
+    assert hooked["exception"].__traceback__ is not None
+
+
+def test_system_exit_from_a_callback_propagates(counter: StepCounter) -> None:
+    def leave() -> None:
+        raise SystemExit(7)
+
+    async def main() -> None:
+        asyncio.get_running_loop().call_soon(leave)
+        await asyncio.sleep(1)
+
+    with pytest.raises(SystemExit) as info:
+        asyncio.run(main())
+    assert info.value.code == 7
+
+
+def test_a_callback_that_cancels_its_own_handle(counter: StepCounter) -> None:
+    # Handle.cancel() clears _callback and _args while the callback runs.
+    async def main() -> list[int]:
+        loop = asyncio.get_running_loop()
+        ran: list[int] = []
+        holder: list[asyncio.Handle] = []
+
+        def cb(x: int) -> None:
+            holder[0].cancel()
+            ran.append(x)
+
+        holder.append(loop.call_soon(cb, 5))
+        await asyncio.sleep(0.01)
+        return ran
+
+    assert asyncio.run(main()) == [5]
+
+
+def test_contextvars_are_those_of_the_handle(counter: StepCounter) -> None:
+    import contextvars
+
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="outer")
+
+    async def child() -> str:
+        await asyncio.sleep(0)
+        return var.get()
+
+    async def main() -> tuple[str, str]:
+        var.set("task-copy")
+        task = asyncio.create_task(child())
+        var.set("changed after")
+        return await task, var.get()
+
+    assert asyncio.run(main()) == ("task-copy", "changed after")
+
+
+def test_taking_from_another_thread_loses_no_step() -> None:
+    # Only the C hook allows it (Python code can switch threads mid-update).
+    counter = StepCounter(hook_kind="c")
+    counter.install()
+    taken: dict[Any, int] = {}
+    stop = threading.Event()
+    assert counter._hook is not None
+    take = counter._hook.take
+
+    def drain_often() -> None:
+        while not stop.is_set():
+            counts, _ = take()
+            for task, c in counts.items():
+                taken[task] = taken.get(task, 0) + int(c[0])
+
+    async def main() -> list[asyncio.Task[None]]:
+        tasks = [asyncio.create_task(resumes(2000)) for _ in range(20)]
+        await asyncio.gather(*tasks)
+        return tasks
+
+    thread = threading.Thread(target=drain_often)
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # switch as often as possible
+    try:
+        thread.start()
+        tasks = asyncio.run(main())
+    finally:
+        stop.set()
+        thread.join()
+        sys.setswitchinterval(old)
+        counter.uninstall()
+    by_thread = sum(taken.values())
+    assert by_thread > 0  # the other thread did take counts while the loop ran
+    counts, _ = take()
+    for task, c in counts.items():
+        taken[task] = taken.get(task, 0) + int(c[0])
+    assert [taken.get(t, 0) for t in tasks] == [2001] * 20
+
+
+def test_eager_first_steps_are_counted(counter: StepCounter) -> None:
+    if not hasattr(asyncio, "eager_task_factory"):
+        pytest.skip("eager task factories exist from Python 3.12")
+
+    async def main() -> tuple[int, float]:
+        loop = asyncio.get_running_loop()
+        loop.set_task_factory(asyncio.eager_task_factory)
+        assert counter.wrap_eager_factory(loop)
+        task = loop.create_task(resumes(3))
+        await task
+        counter.drain()
+        return counter.get(task)
+
+    steps, _ = asyncio.run(main())
+    assert steps == 4
