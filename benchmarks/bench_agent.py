@@ -21,6 +21,10 @@ Parts (all by default; ``--parts chain,http,snapshot,hooks`` picks some):
   no hook, the step hook, the mailbox (``Queue.get_nowait``) hook, both, and a full
   ``Collector.attach()`` (thread CPU ns per item; one item = one task step); then ns per
   call of the hooked functions and of replicas that add the hook's pieces one at a time.
+* ``instructions`` (only when asked; needs valgrind): instructions per item of the chain
+  with no hook, the C step hook, the Python one, and all an attach installs (``attached``:
+  C step hook, sampled mailbox hook, GC watcher, lag probe), counted by callgrind in
+  ``workloads/chain_items.py`` at two sizes (deterministic: no noise, no pairing needed).
 * ``snapprofile`` (only when asked): where one snapshot's loop time goes, in this process
   at the largest ``--sizes`` (cProfile, GC paused), right after attach and once settled.
 
@@ -64,7 +68,7 @@ WORKLOADS = HERE / "workloads"
 MODES = ("plain", "run", "attached")
 SORTS = ("reductions", "mailbox", "memory")
 PARTS = ("chain", "http", "snapshot", "hooks")
-EXTRA_PARTS = ("snapprofile",)  # on request only: --parts snapprofile
+EXTRA_PARTS = ("snapprofile", "instructions")  # on request only: --parts snapprofile
 
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(WORKLOADS))
@@ -491,9 +495,10 @@ def _hook_configs() -> dict[str, tuple[Callable[[], Any], Callable[[Any], None]]
         asyncio.events.Handle._run = orig_run  # type: ignore[method-assign]
         asyncio.Queue.get_nowait = orig_get  # type: ignore[method-assign]
 
-    def steps_on() -> Any:
-        s = StepCounter()
+    def steps_on(kind: str = "c") -> Any:
+        s = StepCounter(hook_kind=kind)
         s.install()
+        assert s.implementation == kind, f"the {kind} step hook is not available"
         return s
 
     def mailbox_on() -> Any:
@@ -515,7 +520,8 @@ def _hook_configs() -> dict[str, tuple[Callable[[], Any], Callable[[Any], None]]
 
     return {
         "none": (lambda: None, lambda _: None),
-        "step hook": (steps_on, lambda s: s.uninstall()),
+        "step hook (C)": (steps_on, lambda s: s.uninstall()),
+        "step hook (Python)": (lambda: steps_on("python"), lambda s: s.uninstall()),
         "  replica: empty Handle._run wrapper": (patch(run=run_empty), unpatch),
         "  replica: + getattr owner, 2 perf_counter, isinstance": (patch(run=run_timed), unpatch),
         "mailbox hook": (mailbox_on, lambda m: m.uninstall()),
@@ -524,6 +530,32 @@ def _hook_configs() -> dict[str, tuple[Callable[[], Any], Callable[[Any], None]]
         "step + mailbox": (both_on, both_off),
         "Collector.attach()": (collector_on, lambda c: c.detach()),
     }
+
+
+def bench_instructions(cfg: Config) -> dict[str, Any]:
+    """Instructions per chain item under each step hook (callgrind; see the module doc)."""
+    import shutil
+
+    if shutil.which("valgrind") is None:
+        raise SystemExit("bench_agent: the instructions part needs valgrind")
+    small, large = (5_000, 15_000) if cfg.hook_rounds == 1 else (20_000, 60_000)
+    python = os.path.realpath(cfg.python)  # valgrind must see the interpreter, not a shim
+
+    def refs(kind: str, items: int) -> int:
+        run = subprocess.run(
+            ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", python]
+            + [str(WORKLOADS / "chain_items.py"), kind, str(items)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        line = next(ln for ln in run.stderr.splitlines() if "refs:" in ln)
+        return int(line.split("refs:")[1].strip().replace(",", ""))
+
+    per_item = {}
+    for kind in ("none", "c", "python", "attached"):
+        per_item[kind] = (refs(kind, large) - refs(kind, small)) / (large - small)
+    return {"items": [small, large], "per_item": per_item}
 
 
 def bench_snapprofile(cfg: Config) -> dict[str, Any]:
@@ -721,8 +753,8 @@ def micro_costs(cfg: Config) -> dict[str, float]:
             asyncio.events.Handle._run = orig_run  # type: ignore[method-assign]
             asyncio.Queue.get_nowait = orig_get  # type: ignore[method-assign]
 
-        def steps_on() -> Any:
-            s = StepCounter()
+        def steps_on(kind: str = "c") -> Any:
+            s = StepCounter(hook_kind=kind)
             s.install()
             return s
 
@@ -737,7 +769,8 @@ def micro_costs(cfg: Config) -> dict[str, float]:
 
         run_variants = [
             ("Handle._run: original", lambda: None),
-            ("Handle._run: agent step hook", steps_on),
+            ("Handle._run: agent step hook (C)", steps_on),
+            ("Handle._run: agent step hook (Python)", lambda: steps_on("python")),
             ("  replica: try/finally wrapper only", patch_run(r_try)),
             ("  replica: + getattr owner, 2 perf_counter, isinstance", patch_run(r_time)),
             ("  replica: + count into a plain dict", patch_run(counting(lambda: plain))),
@@ -872,6 +905,15 @@ def print_tables(res: dict[str, Any]) -> None:
                 fns = "; ".join(f"{r['function']} {r['own_ms']:.0f}" for r in d["top"][:4])
                 print(f"| {phase} | {sort} | {d['loop_time_ms']:.0f} | {d['cpu_ms']:.0f} | {fns} |")
         print()
+    if "instructions" in res:
+        ins = res["instructions"]
+        small, large = ins["items"]
+        print(f"### Instructions per chain item (callgrind, {large:,} minus {small:,} items)\n")
+        print("| step hook | instructions per item | vs no hook |\n|---|---|---|")
+        base = ins["per_item"]["none"]
+        for kind, v in ins["per_item"].items():
+            print(f"| {kind} | {v:,.0f} | {v / base:.3f} |")
+        print()
     if "hooks" in res:
         k = res["hooks"]
         print(
@@ -937,6 +979,7 @@ def main(argv: list[str] | None = None) -> int:
         "http": bench_http,
         "snapshot": bench_snapshot,
         "snapprofile": bench_snapprofile,
+        "instructions": bench_instructions,
     }
     for part in parts:
         if part == "hooks":

@@ -94,3 +94,27 @@ def vmtop_cmd(*args: str, timeout: float = 60, **kwargs: Any) -> subprocess.Comp
         env={**os.environ, "COLUMNS": "160"},
         **kwargs,
     )
+
+
+def communicate_or_dump(proc: subprocess.Popen[str], timeout: float) -> tuple[str, str]:
+    """``proc.communicate(timeout)``; if it hangs, fail with where it hangs: a py-spy dump of
+    it and of its children, and what it printed."""
+    try:
+        out, err = proc.communicate(timeout=timeout)
+        return out or "", err or ""
+    except subprocess.TimeoutExpired:
+        dumps = []
+        children = subprocess.run(
+            ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True
+        ).stdout.split()
+        for pid in [str(proc.pid), *children]:
+            ps = subprocess.run(["ps", "-o", "pid,stat,args", "-p", pid], capture_output=True)
+            dump = subprocess.run(
+                ["py-spy", "dump", "--pid", pid], capture_output=True, text=True, timeout=30
+            )
+            dumps.append(f"{ps.stdout.decode()}\n{dump.stdout}{dump.stderr}")
+        proc.kill()
+        out, err = proc.communicate()
+        raise AssertionError(
+            f"still running after {timeout} s\n" + "\n".join(dumps) + f"\nstderr:\n{err}"
+        ) from None

@@ -96,14 +96,14 @@ def test_snapshot_part(quick_run: tuple[dict[str, Any], str]) -> None:
 def test_hooks_part(quick_run: tuple[dict[str, Any], str]) -> None:
     res, _ = quick_run
     hooks = res["hooks"]
-    assert {"none", "step hook", "mailbox hook", "step + mailbox", "Collector.attach()"} <= set(
-        hooks["cpu_ns_per_item"]
-    )
+    names = {"none", "step hook (C)", "step hook (Python)", "mailbox hook", "step + mailbox"}
+    assert names | {"Collector.attach()"} <= set(hooks["cpu_ns_per_item"])
     for s in hooks["cpu_ns_per_item"].values():
         check_summary(s)
     assert "none" not in hooks["extra_cpu_ns_per_item"]
     assert all(positive(v) for v in hooks["micro"].values())
-    assert "Handle._run: agent step hook" in hooks["micro"]
+    assert "Handle._run: agent step hook (C)" in hooks["micro"]
+    assert "Handle._run: agent step hook (Python)" in hooks["micro"]
 
 
 def test_markdown_tables(quick_run: tuple[dict[str, Any], str]) -> None:

@@ -19,7 +19,7 @@ import pytest
 
 from profilers.stacks import StackModel
 from profilers.thread_sampler import DEFAULT_SWITCH_INTERVAL, SampleSet, ThreadSampler
-from tests.agent_helpers import Target, vmtop_cmd
+from tests.agent_helpers import Target, communicate_or_dump, vmtop_cmd
 from vmtop import job_payloads
 from vmtop.client import AgentClient, ClientError
 from vmtop.jobs_client import sample_set
@@ -332,7 +332,7 @@ def test_cli_ctrl_c_ends_the_job_early_and_still_writes(target: Target, tmp_path
             assert cli.poll() is None, cli.communicate()
         time.sleep(0.3)
         os.kill(cli.pid, signal.SIGINT)
-        _, err = cli.communicate(timeout=30)
+        _, err = communicate_or_dump(cli, 30)
     finally:
         if cli.poll() is None:
             cli.kill()

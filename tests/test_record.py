@@ -16,6 +16,7 @@ import pytest
 
 from profilers.pyspy_reader import parse_frame, read_raw
 from profilers.stacks import Frame, StackModel
+from tests.agent_helpers import communicate_or_dump
 
 SCHEMA = Path(__file__).parent / "data" / "speedscope-file-format-schema.json"
 
@@ -153,7 +154,7 @@ def test_ctrl_c_stops_early_and_still_writes(target: subprocess.Popen[str], tmp_
     assert "until Ctrl-C" in proc.stderr.readline()
     time.sleep(1.0)  # py-spy reports nothing while sampling: give it a second of samples
     proc.send_signal(signal.SIGINT)
-    err = proc.communicate(timeout=30)[1]
+    err = communicate_or_dump(proc, 30)[1]
     assert proc.returncode == 0, err
     assert "hot_function" in out.read_text()
 

@@ -37,8 +37,12 @@ def _vmtop_bootstrap():
         os.replace(tmp, status)
 
     try:
-        if time.time() > DEADLINE or not os.path.isdir(os.path.dirname(status)):
+        if not os.path.isdir(os.path.dirname(status)):
             return  # the attach gave up (timeout, Ctrl-C) and removed its directory: no-op
+        if time.time() > DEADLINE:
+            # Too late, but the attach may still be waiting (it saw us start): say so.
+            write({"ok": False, "late": True, "error": "the bootstrap ran after the deadline"})
+            return
         open(status + ".started", "w").close()
         for path in PATHS:
             if path not in sys.path:

@@ -168,7 +168,11 @@ def _wait(target: Target, status: Path, deadline: float, state: str) -> Path:
             f"{STARTED_GRACE:.0f} s (another thread may hold the GIL); it may still finish: "
             f"retry in a moment"
         )
-    raise CliError(
+    raise _late(pid)
+
+
+def _late(pid: int) -> CliError:
+    return CliError(
         f"pid {pid} did not run the bootstrap in time: its main thread is busy in native "
         f"code or blocked outside Python. Nothing was loaded (the queued bootstrap is void); "
         f"retry later, or use --peek"
@@ -176,6 +180,8 @@ def _wait(target: Target, status: Path, deadline: float, state: str) -> Path:
 
 
 def _check_status(pid: int, data: dict[str, object]) -> Path:
+    if data.get("late"):
+        raise _late(pid)  # it ran just after the deadline and did nothing
     if not data.get("ok"):
         raise CliError(f"the agent did not start in pid {pid}: {data.get('error')}")
     path = Path(str(data.get("socket")))
