@@ -9,8 +9,8 @@ from setuptools import Extension, setup
 setup(
     ext_modules=[
         Extension(
-            "vmtop.agent._stephook",
-            sources=["vmtop/agent/_stephook.c"],
+            "vmtop.agent._hooks",
+            sources=["vmtop/agent/_hooks.c"],
             optional=True,
         )
     ]

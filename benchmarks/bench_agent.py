@@ -22,7 +22,7 @@ Parts (all by default; ``--parts chain,http,snapshot,hooks`` picks some):
   ``Collector.attach()`` (thread CPU ns per item; one item = one task step); then ns per
   call of the hooked functions and of replicas that add the hook's pieces one at a time.
 * ``instructions`` (only when asked; needs valgrind): instructions per item of the chain
-  with no hook, the C step hook, the Python one, and all an attach installs (``attached``:
+  with no hook, the C step hook, the Python one, the dequeue (mailbox) hook alone, and all an attach installs (``attached``:
   C step hook, sampled mailbox hook, GC watcher, lag probe), counted by callgrind in
   ``workloads/chain_items.py`` at two sizes (deterministic: no noise, no pairing needed).
 * ``snapprofile`` (only when asked): where one snapshot's loop time goes, in this process
@@ -553,7 +553,7 @@ def bench_instructions(cfg: Config) -> dict[str, Any]:
         return int(line.split("refs:")[1].strip().replace(",", ""))
 
     per_item = {}
-    for kind in ("none", "c", "python", "attached"):
+    for kind in ("none", "c", "python", "mailbox", "attached"):
         per_item[kind] = (refs(kind, large) - refs(kind, small)) / (large - small)
     return {"items": [small, large], "per_item": per_item}
 

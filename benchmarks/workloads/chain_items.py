@@ -1,8 +1,8 @@
 """queue_chain for a fixed number of items under one step hook, for instruction counts.
 
-    python benchmarks/workloads/chain_items.py none|c|python|attached ITEMS
+    python benchmarks/workloads/chain_items.py none|c|python|mailbox|attached ITEMS
 
-Builds the rings, installs the hook (none: the stdlib's ``Handle._run``; attached: all
+Builds the rings, installs the hook (none: the stdlib's ``Handle._run``; mailbox: the dequeue hook alone; attached: all
 that a client's attach installs, ``Collector.attach()`` with the lag probe), runs until
 ``ITEMS`` hand-offs happened, removes the hook and exits. Run under
 ``valgrind --tool=callgrind`` at two sizes: the difference in instructions divided by the
@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from queue_chain import Counter, build  # noqa: E402
 
 from vmtop.agent.collector import Collector  # noqa: E402
+from vmtop.agent.mailbox import MailboxTracker  # noqa: E402
 from vmtop.agent.step_hooks import StepCounter  # noqa: E402
 
 
@@ -33,7 +34,11 @@ async def main(kind: str, items: int) -> None:
         collector = Collector()
         collector.attach()
         collector.refresh_loops()
-    steps = None if kind in ("none", "attached") else StepCounter(hook_kind=kind)
+    mailboxes = None
+    if kind == "mailbox":
+        mailboxes = MailboxTracker()
+        mailboxes.install()
+    steps = None if kind in ("none", "attached", "mailbox") else StepCounter(hook_kind=kind)
     if steps is not None:
         steps.install()
         assert steps.implementation == kind, kind
@@ -44,6 +49,8 @@ async def main(kind: str, items: int) -> None:
         steps.uninstall()
     if collector is not None:
         collector.detach()
+    if mailboxes is not None:
+        mailboxes.uninstall()
     for t in tasks:
         t.cancel()
 

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
+from vmtop.agent.step_hooks import sampled_call
+
 _AQ_GET = asyncio.Queue.get.__code__
 _TQ_GET = stdqueue.Queue.get.__code__
 _CHAIN_DEPTH = 6  # how far down an await chain we look for Queue.get
@@ -92,16 +94,9 @@ class MailboxTracker:
         current_task = asyncio.current_task
         current_thread = threading.current_thread
 
-        tick = [0]
-        every = SAMPLE_EVERY - 1
-
-        def get_nowait(q: Any) -> Any:
-            item = a_get_nowait(q)
+        def sample(q: Any) -> None:
             # Looking up the current task costs ~0.3 µs: do it for one dequeue in
             # SAMPLE_EVERY. A busy consumer is still found within a few refreshes.
-            tick[0] += 1
-            if tick[0] & every:
-                return item
             try:
                 task = current_task()
             except RuntimeError:
@@ -110,7 +105,8 @@ class MailboxTracker:
                 info = queues.get(id(q))
                 if info is None or id(task) not in info.consumers:
                     note(q, task)
-            return item
+
+        get_nowait = sampled_call(a_get_nowait, SAMPLE_EVERY, sample)
 
         def get(q: Any, block: bool = True, timeout: float | None = None) -> Any:
             item = t_get(q, block, timeout)
@@ -120,10 +116,9 @@ class MailboxTracker:
                 note(q, thread)
             return item
 
-        get_nowait.__wrapped__ = a_get_nowait  # type: ignore[attr-defined]
         get.__wrapped__ = t_get  # type: ignore[attr-defined]
         self._originals = {"a": a_get_nowait, "t": t_get, "wa": get_nowait, "wt": get}
-        asyncio.Queue.get_nowait = get_nowait  # type: ignore[method-assign,assignment]
+        asyncio.Queue.get_nowait = get_nowait  # type: ignore[method-assign]
         stdqueue.Queue.get = get  # type: ignore[method-assign,assignment]
 
     def uninstall(self) -> None:

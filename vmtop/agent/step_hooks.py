@@ -8,11 +8,11 @@ an unwatched program pays nothing.
 
 Two hooks do the same thing:
 
-* ``vmtop.agent._stephook.StepHook`` (C, built at install when a compiler is there): runs
+* ``vmtop.agent._hooks.StepHook`` (C, built at install when a compiler is there): runs
   the handle's callback itself, as ``Handle._run`` does, and costs less per step than the
   Python ``Handle._run`` it replaces (docs/benchmarks.md). An exception from the callback
   goes to :func:`report_callback_error`, the stdlib's except branch.
-* :class:`PyStepHook`, the fallback (or ``VMTOP_STEP_HOOK=python``): a Python wrapper
+* :class:`PyStepHook`, the fallback (or ``VMTOP_HOOKS=python``): a Python wrapper
   around the original; about 3,400 instructions more per step in the worst case.
 
 Both count into ``counts[task] = [steps, seconds]`` and hand them over with ``take()``; a
@@ -42,7 +42,7 @@ _TASK_TYPES: tuple[type, ...] = tuple(
 )
 
 Counts = dict[Any, list[float]]  # task -> [steps, seconds]
-HOOK_ENV = "VMTOP_STEP_HOOK"  # "python" forces the Python hook
+HOOK_ENV = "VMTOP_HOOKS"  # "python" forces the Python hooks (step and dequeue)
 
 
 class Hook(Protocol):
@@ -138,7 +138,7 @@ class _CStepHook:
     """The C hook behind the same interface (``run`` is the C object itself)."""
 
     def __init__(self, original: Callable[[Any], None]) -> None:
-        from vmtop.agent._stephook import StepHook
+        from vmtop.agent._hooks import StepHook
 
         self.run = StepHook(asyncio.events.Handle, original, _TASK_TYPES, report_callback_error)
         self.take = self.run.take
@@ -147,14 +147,40 @@ class _CStepHook:
 
 def c_hook_available() -> bool:
     try:
-        import vmtop.agent._stephook  # noqa: F401
+        import vmtop.agent._hooks  # noqa: F401
     except ImportError:
         return False
     return True
 
 
+def sampled_call(
+    original: Callable[..., Any], every: int, sample: Callable[[Any], object]
+) -> Callable[..., Any]:
+    """A stand-in for the method ``original`` that also calls ``sample(self)`` after every
+    ``every``-th call (a power of two); in C when built, else in Python."""
+    if os.environ.get(HOOK_ENV, "c") != "python" and c_hook_available():
+        from vmtop.agent._hooks import SampledCall
+
+        return SampledCall(original, every, sample)
+    tick = [0]
+    mask = every - 1
+
+    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        result = original(self, *args, **kwargs)
+        tick[0] += 1
+        if not tick[0] & mask:
+            try:
+                sample(self)
+            except Exception:
+                pass
+        return result
+
+    call.__wrapped__ = original  # type: ignore[attr-defined]
+    return call
+
+
 def make_hook(original: Callable[[Any], None], kind: str | None = None) -> Hook:
-    """The C hook when built (and not turned off by ``VMTOP_STEP_HOOK=python``), else Python."""
+    """The C hook when built (and not turned off by ``VMTOP_HOOKS=python``), else Python."""
     kind = kind or os.environ.get(HOOK_ENV, "c")
     if kind != "python" and c_hook_available():
         try:

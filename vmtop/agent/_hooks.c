@@ -1,4 +1,5 @@
-/* The step hook of vmtop's agent, in C: counts task steps and the wall time inside them.
+/* The agent's hooks in C: the step hook (task steps and the wall time inside them) and the
+ * sampled dequeue hook (SampledCall, at the end of this file).
  *
  * `StepHook(handle_type, original, task_types, report)` stands in for
  * `asyncio.events.Handle._run` while a client is attached. It behaves like a Python function
@@ -370,7 +371,7 @@ static PyMemberDef stephook_members[] = {
 
 static PyTypeObject StepHookType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "vmtop.agent._stephook.StepHook",
+    .tp_name = "vmtop.agent._hooks.StepHook",
     .tp_doc = "Handle._run replacement that counts task steps and their wall time.",
     .tp_basicsize = sizeof(StepHook),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL
@@ -386,17 +387,122 @@ static PyTypeObject StepHookType = {
     .tp_members = stephook_members,
 };
 
+
+/* SampledCall(original, every, sample): calls original(*args, **kwargs) and returns its
+ * result; after every `every`-th successful call (a power of two) it also calls
+ * sample(args[0]) and ignores what that returns or raises. Stands in for
+ * asyncio.Queue.get_nowait while a client is attached (mailbox.py). */
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject *original;
+    PyObject *sample;
+    unsigned long long tick;
+    unsigned long long mask;
+} SampledCall;
+
+static PyObject *
+sampled_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    SampledCall *self = (SampledCall *)callable;
+    PyObject *result = PyObject_Vectorcall(self->original, args, nargsf, kwnames);
+    if (result == NULL) {
+        return NULL;
+    }
+    if ((++self->tick & self->mask) == 0 && PyVectorcall_NARGS(nargsf) >= 1) {
+        PyObject *r = PyObject_CallOneArg(self->sample, args[0]);
+        if (r == NULL) {
+            PyErr_Clear(); /* the sample is bookkeeping: it never reaches the program */
+        }
+        Py_XDECREF(r);
+    }
+    return result;
+}
+
+static PyObject *
+sampled_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    PyObject *original, *sample;
+    unsigned long long every;
+    static char *kwlist[] = {"original", "every", "sample", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OKO:SampledCall", kwlist, &original, &every,
+                                     &sample)) {
+        return NULL;
+    }
+    if (every == 0 || (every & (every - 1)) != 0) {
+        PyErr_SetString(PyExc_ValueError, "every must be a power of two");
+        return NULL;
+    }
+    SampledCall *self = (SampledCall *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->vectorcall = sampled_vectorcall;
+    self->original = Py_NewRef(original);
+    self->sample = Py_NewRef(sample);
+    self->tick = 0;
+    self->mask = every - 1;
+    return (PyObject *)self;
+}
+
+static int
+sampled_traverse(SampledCall *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->original);
+    Py_VISIT(self->sample);
+    return 0;
+}
+
+static int
+sampled_clear(SampledCall *self)
+{
+    Py_CLEAR(self->original);
+    Py_CLEAR(self->sample);
+    return 0;
+}
+
+static void
+sampled_dealloc(SampledCall *self)
+{
+    PyObject_GC_UnTrack(self);
+    sampled_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMemberDef sampled_members[] = {
+    {"__wrapped__", T_OBJECT, offsetof(SampledCall, original), READONLY,
+     "the function this wrapper calls"},
+    {NULL},
+};
+
+static PyTypeObject SampledCallType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "vmtop.agent._hooks.SampledCall",
+    .tp_doc = "Calls a function, and a sampling callback after every N-th call.",
+    .tp_basicsize = sizeof(SampledCall),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL
+                | Py_TPFLAGS_METHOD_DESCRIPTOR,
+    .tp_new = sampled_new,
+    .tp_traverse = (traverseproc)sampled_traverse,
+    .tp_clear = (inquiry)sampled_clear,
+    .tp_dealloc = (destructor)sampled_dealloc,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(SampledCall, vectorcall),
+    .tp_descr_get = stephook_descr_get,
+    .tp_members = sampled_members,
+};
+
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
-    .m_name = "vmtop.agent._stephook",
-    .m_doc = "C step hook for vmtop's agent (optional; step_hooks.py has the Python one).",
+    .m_name = "vmtop.agent._hooks",
+    .m_doc = "C hooks for vmtop's agent (optional; step_hooks.py and mailbox.py have Python ones).",
     .m_size = -1,
 };
 
 PyMODINIT_FUNC
-PyInit__stephook(void)
+PyInit__hooks(void)
 {
-    if (PyType_Ready(&StepHookType) < 0) {
+    if (PyType_Ready(&StepHookType) < 0 || PyType_Ready(&SampledCallType) < 0) {
         return NULL;
     }
     str_self = PyUnicode_InternFromString("__self__");
@@ -407,7 +513,8 @@ PyInit__stephook(void)
     if (m == NULL) {
         return NULL;
     }
-    if (PyModule_AddObjectRef(m, "StepHook", (PyObject *)&StepHookType) < 0) {
+    if (PyModule_AddObjectRef(m, "StepHook", (PyObject *)&StepHookType) < 0 ||
+        PyModule_AddObjectRef(m, "SampledCall", (PyObject *)&SampledCallType) < 0) {
         Py_DECREF(m);
         return NULL;
     }
