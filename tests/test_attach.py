@@ -413,7 +413,7 @@ HOLDS_GIL_ON_MAIN = """
 import time
 print("ready", flush=True)
 t = time.monotonic()
-sum(range(70_000_000))  # seconds of C code on the main thread: no eval breaker, no signal check
+sum(range(250_000_000))  # 5-8 s of C code on the main thread: no eval breaker, no signal check
 print("done", round(time.monotonic() - t, 1), flush=True)
 time.sleep(1.0)  # room for the late bootstrap to run, if it were still valid
 print("after", flush=True)
