@@ -145,6 +145,11 @@ class _CStepHook:
         self.add = self.run.add
 
 
+def use_c_hooks(kind: str | None = None) -> bool:
+    """Whether the C hooks are built and wanted (``kind`` or ``VMTOP_HOOKS`` is not "python")."""
+    return (kind or os.environ.get(HOOK_ENV, "c")) != "python" and c_hook_available()
+
+
 def c_hook_available() -> bool:
     try:
         import vmtop.agent._hooks  # noqa: F401
@@ -158,7 +163,7 @@ def sampled_call(
 ) -> Callable[..., Any]:
     """A stand-in for the method ``original`` that also calls ``sample(self)`` after every
     ``every``-th call (a power of two); in C when built, else in Python."""
-    if os.environ.get(HOOK_ENV, "c") != "python" and c_hook_available():
+    if use_c_hooks():
         from vmtop.agent._hooks import SampledCall
 
         return SampledCall(original, every, sample)
@@ -181,8 +186,7 @@ def sampled_call(
 
 def make_hook(original: Callable[[Any], None], kind: str | None = None) -> Hook:
     """The C hook when built (and not turned off by ``VMTOP_HOOKS=python``), else Python."""
-    kind = kind or os.environ.get(HOOK_ENV, "c")
-    if kind != "python" and c_hook_available():
+    if use_c_hooks(kind):
         try:
             return _CStepHook(original)
         except TypeError:  # Handle's slots are not what the C hook reads: keep Python's
