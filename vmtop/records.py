@@ -83,6 +83,51 @@ class ProcessRow:
 
 
 @dataclass(frozen=True, slots=True)
+class GroupRow:
+    """The tasks of one coroutine function, live and finished: a web service's handler.
+
+    Task-per-request servers make thousands of short tasks a second; a finished task is not a
+    row, it is folded into its group (keyed by the coroutine's code object). Per-interval
+    figures cover the snapshot's interval; ``*_total`` fields count since attach. Units:
+    ``reductions`` = task steps, ``time`` = seconds inside steps, ``lifetime_*`` = seconds from
+    a task's creation to its completion, over the tasks that finished in the interval (``None``
+    when none did, or when their creation was not seen: tasks older than the attach).
+    """
+
+    key: str  # "group:<qualname>@<file>:<line>"
+    coro: str  # the coroutine function's qualified name
+    file: str
+    line: int
+    loop: str = ""
+    live: int = 0  # tasks of this group alive now (counted ones)
+    started: int = 0  # tasks created in the interval
+    finished: int = 0  # tasks that finished in the interval (cancelled and failed included)
+    cancelled: int = 0  # of which cancelled
+    failed: int = 0  # of which ended with an exception
+    started_total: int = 0
+    finished_total: int = 0
+    reductions: int | None = None
+    reductions_total: int | None = None
+    time: float | None = None
+    time_total: float | None = None
+    lifetime_p50: float | None = None
+    lifetime_p99: float | None = None
+    lifetime_max: float | None = None
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["notes"] = list(self.notes)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GroupRow:
+        d = dict(data)
+        d["notes"] = tuple(d.get("notes") or ())
+        return _from_dict(cls, d)
+
+
+@dataclass(frozen=True, slots=True)
 class LoopStats:
     """One running event loop: its ready queue and lag probe figures (seconds)."""
 
@@ -140,6 +185,10 @@ class NodeInfo:
     attached_for: float = 0.0
     clients: int = 0
     dropped_frames: int = 0
+    tasks_created: int | None = None  # tasks created in the interval (None: not counted)
+    tasks_finished: int | None = None  # tasks finished in the interval
+    tasks_created_total: int | None = None  # since attach
+    tasks_finished_total: int | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> NodeInfo:
@@ -165,10 +214,12 @@ class Snapshot:
     loop_time: float = 0.0  # seconds the loops were held by the snapshot (what the target paid)
     schema: int = SCHEMA_VERSION
     notes: tuple[str, ...] = field(default=())
+    groups: tuple[GroupRow, ...] = ()  # coroutine groups, sorted like the rows
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["rows"] = [r.to_dict() for r in self.rows]
+        d["groups"] = [g.to_dict() for g in self.groups]
         d["notes"] = list(self.notes)
         return d
 
@@ -177,5 +228,6 @@ class Snapshot:
         d = dict(data)
         d["node"] = NodeInfo.from_dict(d["node"])
         d["rows"] = tuple(ProcessRow.from_dict(r) for r in d.get("rows") or ())
+        d["groups"] = tuple(GroupRow.from_dict(g) for g in d.get("groups") or ())
         d["notes"] = tuple(d.get("notes") or ())
         return _from_dict(cls, d)
