@@ -93,6 +93,7 @@ class Server:
         for conn in conns:
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
+        self._wake_accept()
         if self.thread is not None and self.thread is not threading.current_thread():
             self.thread.join(timeout=2)
         if self.sock is not None:
@@ -100,6 +101,15 @@ class Server:
                 self.sock.close()
             self.sock = None
         self._unlink()
+
+    def _wake_accept(self) -> None:
+        """Connect once so the accept returns now, not at its next poll: a short-lived
+        process (a child under ``vmtop run``) exits without waiting ``ACCEPT_POLL``."""
+        if self.sock is None or self.thread is None or not self.thread.is_alive():
+            return
+        with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(ACCEPT_POLL)
+            s.connect(str(self.path))
 
     def close_in_child(self) -> None:
         """After fork: the child must not serve (or remove) the parent's socket."""
@@ -146,6 +156,9 @@ class Server:
                 if self._stop.is_set():
                     return
                 continue
+            if self._stop.is_set():  # the wake-up from stop()
+                conn.close()
+                return
             try:
                 self._admit(conn)
             except Exception:
