@@ -1,7 +1,8 @@
 """``vmtop run script.py [args]`` / ``vmtop run -m module``: the program, with the agent.
 
 The program runs in this very process (argv, stdin, signals and the exit code are its own);
-the agent's listener thread starts first and costs nothing until a client attaches.
+the agent's listener thread starts first and costs nothing until a client attaches. Every
+Python process the program starts gets an agent of its own (``vmtop/agent/children.py``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,13 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--quiet", "-q", action="store_true", help="do not print the agent's socket path"
     )
+    p.add_argument(
+        "--no-subprocesses",
+        dest="subprocesses",
+        action="store_false",
+        help="no agents in the Python processes the program starts (forks, multiprocessing "
+        "workers, subprocesses): by default each gets its own",
+    )
     p.set_defaults(func=run)
 
 
@@ -34,6 +42,10 @@ def run(args: argparse.Namespace) -> int:
     import vmtop.agent
 
     name, runner = target_runner(args)
+    if args.subprocesses:
+        from vmtop.agent import children
+
+        children.enable()
     path = vmtop.agent.start()
     if path is not None and not args.quiet:
         print(f"vmtop: agent listening for pid {os.getpid()} on {path}", file=sys.stderr)
