@@ -86,18 +86,20 @@ def render(snapshot: Snapshot, width: int = 132) -> str:
     )
     lines.extend(f"note: {n}" for n in snapshot.notes)
     lines.append("")
-    fixed = sum(w + 1 for _, w, _ in COLUMNS[:-1])
+    lines.extend(table(COLUMNS, [row_cells(r, snapshot.accumulate) for r in snapshot.rows], width))
+    return "\n".join(lines) + "\n"
+
+
+def table(columns: list[tuple[str, int, str]], cells: list[list[str]], width: int) -> list[str]:
+    """Heading, rule and one line per row; the width-0 column takes what is left."""
+    fixed = sum(w + 1 for _, w, _ in columns if w)
     last = max(20, width - fixed)
-    head = []
-    for name, w, align in COLUMNS:
-        head.append(f"{name:{align}{w or last}}")
-    lines.append(" ".join(head).rstrip())
+    lines = [" ".join(f"{name:{align}{w or last}}" for name, w, align in columns).rstrip()]
     lines.append("-" * min(width, fixed + last))
-    for row in snapshot.rows:
-        cells = row_cells(row, snapshot.accumulate)
+    for row in cells:
         out = []
-        for (_, w, align), cell in zip(COLUMNS, cells, strict=True):
+        for (_, w, align), cell in zip(columns, row, strict=True):
             w = w or last
             out.append(f"{F.truncate(cell, w):{align}{w}}")
         lines.append(" ".join(out).rstrip())
-    return "\n".join(lines) + "\n"
+    return lines
