@@ -10,7 +10,8 @@ setup(
     ext_modules=[
         Extension(
             "vmtop.agent._hooks",
-            sources=["vmtop/agent/_hooks.c"],
+            sources=["vmtop/agent/_hooks.c", "vmtop/agent/_registry.c"],
+            depends=["vmtop/agent/_registry.h"],
             optional=True,
         )
     ]

@@ -13,19 +13,26 @@ from vmtop.client import AgentClient
 pytestmark = pytest.mark.internals
 
 
-def test_uvloop_rows_say_steps_are_not_counted() -> None:
+def test_uvloop_counts_tasks_created_after_the_attach_exactly() -> None:
     pytest.importorskip("uvloop", reason="uvloop is an optional extra (pip install vmtop[uvloop])")
     with Target("agent_loops_target.py", "uvloop") as target:
         assert target.ready["loop"].startswith("uvloop")
         with AgentClient(target.pid) as client:
-            time.sleep(0.3)
-            snap = client.snapshot(kinds=("task",), filter="spinner")
-    (row,) = snap.rows
-    assert row.reductions is None and row.time is None  # "–", never a wrong 0
-    assert row.notes and "uvloop" in row.notes[0]
+            client.snapshot(limit=1)  # the agent puts its task factory on the loop at attach
+            time.sleep(0.2)
+            target.send("spawn")
+            target.read_until("stepper_done")
+            snap = client.snapshot(kinds=("task",), accumulate=True)
+    rows = {r.name: r for r in snap.rows}
+    # 1 first step + 3 resumptions after sleep(0), each counted by the counting coroutine.
+    assert rows["stepper"].reductions_total == 4
+    # The spinner predates the attach: "–" with the reason, never a wrong 0.
+    spinner = rows["spinner"]
+    assert spinner.reductions is None and spinner.time is None
+    assert spinner.notes and "before the attach" in spinner.notes[0]
+    assert spinner.current is not None and spinner.current.function == "spin"
     (loop,) = snap.node.loops
-    assert not loop.steps_counted and "uvloop" in loop.note
-    assert row.current is not None and row.current.function == "spin"
+    assert loop.steps_counted and "uvloop" in loop.note
 
 
 @pytest.mark.skipif(sys.version_info < (3, 12), reason="eager task factories exist from 3.12")

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import asyncio.events
+import gc
 import sys
 import threading
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -45,15 +47,21 @@ async def resumes(n: int) -> None:
 
 
 def test_a_task_counts_one_step_per_resumption(counter: StepCounter) -> None:
-    async def main() -> tuple[int, float]:
+    async def main() -> Any:
+        assert counter.install_factory(asyncio.get_running_loop(), wrap=False)
         task = asyncio.create_task(resumes(7))
+        stat = counter.stat(task)  # made by the factory, with the creation time
+        assert stat is not None and stat.task is task and stat.steps == 0
         await task
-        counter.drain()
-        return counter.get(task)
+        return stat
 
-    steps, seconds = asyncio.run(main())
-    assert steps == 8  # the first step, then one per sleep(0)
-    assert 0 < seconds < 1
+    stat = asyncio.run(main())
+    assert stat.steps == 8  # the first step, then one per sleep(0)
+    assert 0 < stat.secs < 1
+    assert stat.finished and stat.task is None  # folded into its group at its last step
+    group = stat.group
+    assert (group.started, group.finished, group.live, group.steps) == (1, 1, 0, 8)
+    assert sum(group.hist) == 1  # one lifetime recorded
 
 
 def test_time_is_the_wall_time_inside_the_steps(counter: StepCounter) -> None:
@@ -66,15 +74,48 @@ def test_time_is_the_wall_time_inside_the_steps(counter: StepCounter) -> None:
                 pass
             await asyncio.sleep(0.01)  # waiting: not inside a step
 
-    async def main() -> tuple[int, float]:
+    async def main() -> Any:
+        assert counter.install_factory(asyncio.get_running_loop(), wrap=False)
         task = asyncio.create_task(busy())
+        stat = counter.stat(task)
         await task
-        counter.drain()
-        return counter.get(task)
+        return stat
 
-    steps, seconds = asyncio.run(main())
-    assert steps == 4
-    assert 0.06 <= seconds < 0.09
+    stat = asyncio.run(main())
+    assert stat.steps == 4
+    assert 0.06 <= stat.secs < 0.09
+    assert 0.06 <= stat.group.secs < 0.09
+
+
+async def waits_on(fut: asyncio.Future[None]) -> None:
+    await fut
+
+
+def test_no_task_is_kept_alive_finished_or_dropped(counter: StepCounter) -> None:
+    """Nobody drains here (a client that never asks): finished tasks and a pending task the
+    program let go of are freed all the same, and folded into their groups."""
+
+    async def main() -> tuple[list[weakref.ref[Any]], Any, Any]:
+        loop = asyncio.get_running_loop()
+        assert counter.install_factory(loop, wrap=False)
+        tasks = [asyncio.create_task(resumes(3)) for _ in range(500)]
+        done_group = counter.stat(tasks[0]).group
+        await asyncio.gather(*tasks)
+        refs = [weakref.ref(t) for t in tasks]
+        # Pending forever on a future that only it references: a cycle task <-> future.
+        lost = asyncio.create_task(waits_on(loop.create_future()))
+        lost_group = counter.stat(lost).group
+        await asyncio.sleep(0)
+        refs.append(weakref.ref(lost))
+        del tasks, lost
+        gc.collect()
+        return refs, done_group, lost_group
+
+    refs, done_group, lost_group = asyncio.run(main())
+    assert [r() for r in refs] == [None] * 501
+    assert (done_group.started, done_group.finished, done_group.live) == (500, 500, 0)
+    assert (lost_group.started, lost_group.abandoned, lost_group.live) == (1, 1, 0)
+    assert counter.registry.abandoned == 1
 
 
 def test_other_callbacks_are_counted_apart(counter: StepCounter) -> None:
@@ -175,54 +216,81 @@ def test_taking_from_another_thread_loses_no_step() -> None:
     counter.install()
     taken: dict[Any, int] = {}
     stop = threading.Event()
-    assert counter._hook is not None
-    take = counter._hook.take
+    take = counter.registry.take
+
+    def add(window: list[tuple[Any, int, float]]) -> None:
+        for stat, steps, _ in window:
+            taken[stat] = taken.get(stat, 0) + steps
 
     def drain_often() -> None:
         while not stop.is_set():
-            counts, _ = take()
-            for task, c in counts.items():
-                taken[task] = taken.get(task, 0) + int(c[0])
+            add(take()[0])
 
-    async def main() -> list[asyncio.Task[None]]:
+    async def main() -> list[Any]:
+        assert counter.install_factory(asyncio.get_running_loop(), wrap=False)
         tasks = [asyncio.create_task(resumes(2000)) for _ in range(20)]
+        stats = [counter.stat(t) for t in tasks]
         await asyncio.gather(*tasks)
-        return tasks
+        return stats
 
     thread = threading.Thread(target=drain_often)
     old = sys.getswitchinterval()
     sys.setswitchinterval(1e-5)  # switch as often as possible
     try:
         thread.start()
-        tasks = asyncio.run(main())
+        stats = asyncio.run(main())
+        stop.set()
+        thread.join()
+        add(take()[0])
     finally:
         stop.set()
         thread.join()
         sys.setswitchinterval(old)
         counter.uninstall()
-    by_thread = sum(taken.values())
-    assert by_thread > 0  # the other thread did take counts while the loop ran
-    counts, _ = take()
-    for task, c in counts.items():
-        taken[task] = taken.get(task, 0) + int(c[0])
-    assert [taken.get(t, 0) for t in tasks] == [2001] * 20
+    assert len(taken) > 0
+    assert [taken.get(s, 0) for s in stats] == [2001] * 20
+    assert [s.steps for s in stats] == [2001] * 20
 
 
 def test_eager_first_steps_are_counted(counter: StepCounter) -> None:
     if not hasattr(asyncio, "eager_task_factory"):
         pytest.skip("eager task factories exist from Python 3.12")
 
-    async def main() -> tuple[int, float]:
+    async def main() -> Any:
         loop = asyncio.get_running_loop()
         loop.set_task_factory(asyncio.eager_task_factory)
-        assert counter.wrap_eager_factory(loop)
+        assert counter.install_factory(loop, wrap=False)
         task = loop.create_task(resumes(3))
+        stat = counter.stat(task)
         await task
-        counter.drain()
-        return counter.get(task)
+        return stat
 
-    steps, _ = asyncio.run(main())
-    assert steps == 4
+    stat = asyncio.run(main())
+    assert stat.steps == 4
+
+
+def test_the_factory_keeps_the_programs_factory_and_gives_it_back(counter: StepCounter) -> None:
+    made: list[Any] = []
+
+    def programs_factory(loop: Any, coro: Any, **kwargs: Any) -> Any:
+        task = asyncio.Task(coro, loop=loop, **kwargs)
+        made.append(task)
+        return task
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        loop.set_task_factory(programs_factory)
+        assert counter.install_factory(loop, wrap=False)
+        assert loop.get_task_factory() is not programs_factory
+        task = loop.create_task(resumes(2), name="named")
+        assert task.get_name() == "named" and made == [task]
+        await task
+        counter.uninstall()
+        assert loop.get_task_factory() is programs_factory
+        counter.install()
+        return len(made)
+
+    assert asyncio.run(main()) == 1
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -1,7 +1,7 @@
 /* The agent's hooks in C: the step hook (task steps and the wall time inside them) and the
  * sampled dequeue hook (SampledCall, at the end of this file).
  *
- * `StepHook(handle_type, original, task_types, report)` stands in for
+ * `StepHook(handle_type, original, task_types, report, registry)` stands in for
  * `asyncio.events.Handle._run` while a client is attached. It behaves like a Python function
  * stored on the class (Py_TPFLAGS_METHOD_DESCRIPTOR), so `handle._run()` calls it with the
  * handle and no bound-method object is made. For a Handle it does what Handle._run does,
@@ -10,19 +10,16 @@
  * Handle._run's except branch). Anything unexpected (not a Handle, a slot unset) calls
  * `original(handle)` instead.
  *
- * Counts: when the callback is bound to a Task (`callback.__self__`), one step and the seconds
- * go to `counts[task] = [steps, seconds]`, else to the "other" pair. `take()` returns
- * `(counts, [n, seconds])` and starts afresh. Every update runs while holding the GIL and
- * without running Python code between reading `self->counts` and writing to it, so `take()`
- * from any thread loses nothing.
+ * Counts go to a Registry (_registry.c): one step and its seconds for the Task the callback is
+ * bound to (`callback.__self__`), else the registry's "other" pair. The registry folds a task
+ * into its group at the step that finishes it, so nothing here keeps a task alive.
  *
  * Why C: the same hook in Python costs ~3,400 instructions per step in the worst-case
  * workload (22,000 per step without a hook); see docs/benchmarks.md.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "_registry.h"
+
 #include <structmember.h>
-#include <time.h>
 
 typedef struct {
     PyObject_HEAD
@@ -31,21 +28,11 @@ typedef struct {
     PyObject *original;   /* the Handle._run we replaced */
     PyObject *task_types; /* tuple of Task classes */
     PyObject *report;     /* report(handle, exc): Handle._run's except branch */
-    PyObject *counts;     /* task -> [steps, seconds] since the last take() */
-    long long other_n;
-    double other_secs;
+    Registry *registry;   /* where steps are counted */
     Py_ssize_t off_callback, off_args, off_context; /* slot offsets in Handle */
 } StepHook;
 
 static PyObject *str_self;
-
-static inline double
-now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static int
 is_task(StepHook *self, PyObject *owner)
@@ -65,61 +52,18 @@ is_task(StepHook *self, PyObject *owner)
     return r;
 }
 
-/* Add `steps` and `dt` to the entry for `task`. No Python code runs between reading
- * self->counts and writing into it (new list made first; ints and floats are not tracked
- * by the GC, so making them cannot start a collection). */
-static int
-add_counts(StepHook *self, PyObject *task, long long steps, double dt)
-{
-    PyObject *entry = PyDict_GetItemWithError(self->counts, task); /* borrowed */
-    if (entry == NULL) {
-        if (PyErr_Occurred()) {
-            return -1;
-        }
-        PyObject *fresh = Py_BuildValue("[Ld]", steps, dt);
-        if (fresh == NULL) {
-            return -1;
-        }
-        int rc = PyDict_SetItem(self->counts, task, fresh);
-        Py_DECREF(fresh);
-        return rc;
-    }
-    if (!PyList_CheckExact(entry) || PyList_GET_SIZE(entry) != 2) {
-        return 0;
-    }
-    PyObject *old_steps = PyList_GET_ITEM(entry, 0);
-    PyObject *old_secs = PyList_GET_ITEM(entry, 1);
-    long long s = PyLong_AsLongLong(old_steps);
-    double t = PyFloat_AsDouble(old_secs);
-    if (PyErr_Occurred()) {
-        return -1;
-    }
-    PyObject *new_steps = PyLong_FromLongLong(s + steps);
-    PyObject *new_secs = PyFloat_FromDouble(t + dt);
-    if (new_steps == NULL || new_secs == NULL) {
-        Py_XDECREF(new_steps);
-        Py_XDECREF(new_secs);
-        return -1;
-    }
-    PyList_SET_ITEM(entry, 0, new_steps);
-    PyList_SET_ITEM(entry, 1, new_secs);
-    Py_DECREF(old_steps);
-    Py_DECREF(old_secs);
-    return 0;
-}
-
 static void
-record(StepHook *self, PyObject *owner, double dt)
+record(StepHook *self, PyObject *owner, double dt, double end)
 {
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb); /* the callback's own exception goes back untouched */
     if (owner != NULL && is_task(self, owner)) {
-        if (add_counts(self, owner, 1, dt) < 0) {
-            PyErr_Clear(); /* bookkeeping (memory) never reaches the program */
-        }
+        vmtop_registry_step(self->registry, owner, dt, end);
     }
     else {
-        self->other_n += 1;
-        self->other_secs += dt;
+        vmtop_registry_other(self->registry, dt);
     }
+    PyErr_Restore(type, value, tb);
 }
 
 static inline PyObject *
@@ -149,9 +93,10 @@ owner_of(PyObject *cb)
 static PyObject *
 run_original(StepHook *self, PyObject *handle)
 {
-    double t0 = now();
+    double t0 = vmtop_now();
     PyObject *result = PyObject_CallOneArg(self->original, handle);
-    record(self, NULL, now() - t0);
+    double end = vmtop_now();
+    record(self, NULL, end - t0, end);
     return result;
 }
 
@@ -180,7 +125,7 @@ stephook_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, Py
     PyObject *owner = owner_of(cb);
 
     Py_ssize_t n = PyTuple_GET_SIZE(cb_args);
-    double t0 = now();
+    double t0 = vmtop_now();
     PyObject *result = NULL;
     if (PyContext_Enter(context) == 0) {
         result = PyObject_Vectorcall(cb, &PyTuple_GET_ITEM(cb_args, 0), n, NULL);
@@ -188,8 +133,8 @@ stephook_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, Py
             Py_CLEAR(result);
         }
     }
-    double dt = now() - t0;
-    record(self, owner, dt);
+    double end = vmtop_now();
+    record(self, owner, end - t0, end);
     Py_XDECREF(owner);
     Py_DECREF(context);
     Py_DECREF(cb_args);
@@ -243,11 +188,11 @@ member_offset(PyTypeObject *type, const char *name, Py_ssize_t *offset)
 static PyObject *
 stephook_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
-    PyObject *handle_type, *original, *task_types, *report;
-    static char *kwlist[] = {"handle_type", "original", "task_types", "report", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OO!O:StepHook", kwlist, &PyType_Type,
+    PyObject *handle_type, *original, *task_types, *report, *registry;
+    static char *kwlist[] = {"handle_type", "original", "task_types", "report", "registry", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OO!OO!:StepHook", kwlist, &PyType_Type,
                                      &handle_type, &original, &PyTuple_Type, &task_types,
-                                     &report)) {
+                                     &report, &VmtopRegistryType, &registry)) {
         return NULL;
     }
     Py_ssize_t off_callback, off_args, off_context;
@@ -257,13 +202,8 @@ stephook_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         member_offset(ht, "_context", &off_context) < 0) {
         return NULL;
     }
-    PyObject *counts = PyDict_New();
-    if (counts == NULL) {
-        return NULL;
-    }
     StepHook *self = (StepHook *)type->tp_alloc(type, 0);
     if (self == NULL) {
-        Py_DECREF(counts);
         return NULL;
     }
     self->vectorcall = stephook_vectorcall;
@@ -271,48 +211,11 @@ stephook_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->original = Py_NewRef(original);
     self->task_types = Py_NewRef(task_types);
     self->report = Py_NewRef(report);
-    self->counts = counts;
+    self->registry = (Registry *)Py_NewRef(registry);
     self->off_callback = off_callback;
     self->off_args = off_args;
     self->off_context = off_context;
     return (PyObject *)self;
-}
-
-static PyObject *
-stephook_take(StepHook *self, PyObject *unused)
-{
-    PyObject *fresh = PyDict_New();
-    if (fresh == NULL) {
-        return NULL;
-    }
-    PyObject *other = Py_BuildValue("[Ld]", self->other_n, self->other_secs);
-    if (other == NULL) {
-        Py_DECREF(fresh);
-        return NULL;
-    }
-    PyObject *taken = self->counts;
-    self->counts = fresh;
-    self->other_n = 0;
-    self->other_secs = 0.0;
-    PyObject *result = PyTuple_Pack(2, taken, other);
-    Py_DECREF(taken);
-    Py_DECREF(other);
-    return result;
-}
-
-static PyObject *
-stephook_add(StepHook *self, PyObject *args)
-{
-    PyObject *task;
-    long long steps;
-    double seconds;
-    if (!PyArg_ParseTuple(args, "OLd:add", &task, &steps, &seconds)) {
-        return NULL;
-    }
-    if (add_counts(self, task, steps, seconds) < 0) {
-        return NULL;
-    }
-    Py_RETURN_NONE;
 }
 
 static int
@@ -322,7 +225,7 @@ stephook_traverse(StepHook *self, visitproc visit, void *arg)
     Py_VISIT(self->original);
     Py_VISIT(self->task_types);
     Py_VISIT(self->report);
-    Py_VISIT(self->counts);
+    Py_VISIT(self->registry);
     return 0;
 }
 
@@ -333,7 +236,7 @@ stephook_clear(StepHook *self)
     Py_CLEAR(self->original);
     Py_CLEAR(self->task_types);
     Py_CLEAR(self->report);
-    Py_CLEAR(self->counts);
+    Py_CLEAR(self->registry);
     return 0;
 }
 
@@ -355,14 +258,6 @@ stephook_descr_get(PyObject *self, PyObject *obj, PyObject *type)
     return PyMethod_New(self, obj);
 }
 
-static PyMethodDef stephook_methods[] = {
-    {"take", (PyCFunction)stephook_take, METH_NOARGS,
-     "take() -> (counts, [n, seconds]): what was counted since the last take()."},
-    {"add", (PyCFunction)stephook_add, METH_VARARGS,
-     "add(task, steps, seconds): count steps run elsewhere (an eager task's first step)."},
-    {NULL},
-};
-
 static PyMemberDef stephook_members[] = {
     {"__wrapped__", T_OBJECT, offsetof(StepHook, original), READONLY,
      "the Handle._run this hook replaces"},
@@ -383,7 +278,6 @@ static PyTypeObject StepHookType = {
     .tp_call = PyVectorcall_Call,
     .tp_vectorcall_offset = offsetof(StepHook, vectorcall),
     .tp_descr_get = stephook_descr_get,
-    .tp_methods = stephook_methods,
     .tp_members = stephook_members,
 };
 
@@ -502,7 +396,8 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__hooks(void)
 {
-    if (PyType_Ready(&StepHookType) < 0 || PyType_Ready(&SampledCallType) < 0) {
+    if (PyType_Ready(&StepHookType) < 0 || PyType_Ready(&SampledCallType) < 0 ||
+        vmtop_registry_init_types() < 0) {
         return NULL;
     }
     str_self = PyUnicode_InternFromString("__self__");
@@ -514,7 +409,14 @@ PyInit__hooks(void)
         return NULL;
     }
     if (PyModule_AddObjectRef(m, "StepHook", (PyObject *)&StepHookType) < 0 ||
-        PyModule_AddObjectRef(m, "SampledCall", (PyObject *)&SampledCallType) < 0) {
+        PyModule_AddObjectRef(m, "SampledCall", (PyObject *)&SampledCallType) < 0 ||
+        PyModule_AddObjectRef(m, "Registry", (PyObject *)&VmtopRegistryType) < 0 ||
+        PyModule_AddObjectRef(m, "TaskStat", (PyObject *)&VmtopTaskStatType) < 0 ||
+        PyModule_AddObjectRef(m, "GroupStat", (PyObject *)&VmtopGroupStatType) < 0 ||
+        PyModule_AddObjectRef(m, "CountingCoro", (PyObject *)&VmtopCountingCoroType) < 0 ||
+        PyModule_AddObjectRef(m, "TaskFactory", (PyObject *)&VmtopTaskFactoryType) < 0 ||
+        PyModule_AddIntConstant(m, "BUCKETS", VMTOP_BUCKETS) < 0 ||
+        PyModule_AddIntConstant(m, "BUCKETS_PER_DECADE", VMTOP_BUCKETS_PER_DECADE) < 0) {
         Py_DECREF(m);
         return NULL;
     }

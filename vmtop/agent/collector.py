@@ -41,7 +41,8 @@ class Collector:
         self._task_ids: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
         self._tasks_by_id: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
         self._process: Any = None
-        self.memory_cache: dict[Any, int] = {}  # task -> last memory estimate (loop thread)
+        # task -> last memory estimate (loop thread); weak: never keeps a task alive
+        self.memory_cache: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
         self.memory_cursor = 0
         self.scan_cursor = 0  # round-robin position of the idle-consumer scan
         self.loop_task_counts: dict[int, int] = {}
@@ -105,9 +106,10 @@ class Collector:
                     if id(loop) not in self.probes:
                         probe = self.probes[id(loop)] = LagProbe(loop)
                         probe.start()
-                        if not is_uvloop(loop):
-                            with contextlib.suppress(RuntimeError):
-                                loop.call_soon_threadsafe(self.steps.wrap_eager_factory, loop)
+                        with contextlib.suppress(RuntimeError):
+                            loop.call_soon_threadsafe(
+                                self.steps.install_factory, loop, is_uvloop(loop)
+                            )
         return loops
 
     def _start_gc(self) -> None:

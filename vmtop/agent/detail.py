@@ -133,7 +133,6 @@ def _frames(frame: FrameType | None) -> list[FrameType]:
 
 def _task_detail(collector: Collector, key: str, task: Any) -> dict[str, Any]:
     frames = T.chain_frames(task)
-    collector.steps.drain()
     steps, seconds = collector.steps.get(task)
     mailbox = _mailbox_detail(collector, task)
     infos = collector.mailboxes.queues_of(task)

@@ -9,6 +9,7 @@ current stack, instead of holding the client up.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import heapq
 import sys
@@ -20,6 +21,7 @@ from typing import Any
 from vmtop import __version__
 from vmtop.agent import tasks as T
 from vmtop.agent.collector import Collector
+from vmtop.agent.groups import GroupMark, group_rows
 from vmtop.agent.loops import (
     LoopTimeout,
     call_in_loop,
@@ -33,9 +35,10 @@ from vmtop.agent.mailbox import blocked_putters, queue_length
 from vmtop.agent.memory import estimate
 from vmtop.agent.node import node_info
 from vmtop.agent.threads import sample_threads, stack_of
-from vmtop.records import KINDS, SORT_KEYS, LoopStats, ProcessRow, Snapshot
+from vmtop.records import KINDS, SORT_KEYS, LoopStats, NodeInfo, ProcessRow, Snapshot
 
 LOOP_TIMEOUT = 1.0
+GROUP_LIMIT = 20
 
 
 @dataclass
@@ -46,6 +49,7 @@ class SnapshotRequest:
     accumulate: bool = False
     kinds: tuple[str, ...] = KINDS
     memory: bool = True
+    groups: int = GROUP_LIMIT  # coroutine groups to return (0: none)
 
     @classmethod
     def from_args(cls, args: dict[str, Any]) -> SnapshotRequest:
@@ -61,6 +65,9 @@ class SnapshotRequest:
         kinds = args.get("kinds", list(KINDS))
         if not isinstance(kinds, list) or not kinds or any(k not in KINDS for k in kinds):
             raise ValueError(f"kinds must be a non-empty list of {', '.join(KINDS)}")
+        groups = args.get("groups", GROUP_LIMIT)
+        if not isinstance(groups, int) or isinstance(groups, bool) or not 0 <= groups <= 10_000:
+            raise ValueError("groups must be an integer from 0 to 10000")
         return cls(
             sort=sort,
             limit=limit,
@@ -68,15 +75,22 @@ class SnapshotRequest:
             accumulate=bool(args.get("accumulate", False)),
             kinds=tuple(kinds),
             memory=bool(args.get("memory", True)),
+            groups=groups,
         )
 
 
 @dataclass
 class Session:
-    """Per-client memory of the previous totals, for per-interval deltas."""
+    """Per-client memory of the previous totals, for per-interval deltas.
 
-    pending: dict[Any, list[float]] = field(default_factory=dict)  # task -> [steps, s]
+    ``pending`` is this client's sink in :class:`~vmtop.agent.step_hooks.StepCounter`:
+    ``TaskStat -> [steps, s]`` since its last snapshot (stats hold no task once it finished).
+    """
+
+    pending: dict[Any, list[float]] = field(default_factory=dict)
     prev_threads: dict[int, float] = field(default_factory=dict)
+    prev_groups: dict[Any, GroupMark] = field(default_factory=dict)  # GroupStat -> counters
+    prev_tasks: tuple[int, int] = (0, 0)  # registry (created, finished) at the last snapshot
     prev_time: float = field(default_factory=time.monotonic)
     loop_time: float = 0.0  # seconds the last snapshot spent on loop threads
 
@@ -99,8 +113,15 @@ def take_snapshot(collector: Collector, session: Session, req: SnapshotRequest) 
         name = f"loop-{loop_thread_name(loop)}"
         probe = collector.probes.get(id(loop))
         p50, p99, lmax = probe.figures() if probe else (None, None, None)
-        counted = not is_uvloop(loop)
-        note = "" if counted else "uvloop: task steps are not counted (no Python Handle._run)"
+        uv = is_uvloop(loop)
+        counted = collector.steps.counts_loop(loop, uv)
+        note = ""
+        if uv:
+            note = (
+                "uvloop: steps counted for tasks created after the attach"
+                if counted
+                else "uvloop: task steps are not counted (needs the C hooks)"
+            )
         stats = dict(
             name=name,
             thread=loop_thread_name(loop),
@@ -120,7 +141,7 @@ def take_snapshot(collector: Collector, session: Session, req: SnapshotRequest) 
         try:
             loop_rows, matched = call_in_loop(
                 loop,
-                functools.partial(_loop_rows, collector, session, req, loop, name, counted),
+                functools.partial(_loop_rows, collector, session, req, loop, name, uv, counted),
                 LOOP_TIMEOUT,
             )
         except LoopTimeout:
@@ -143,8 +164,10 @@ def take_snapshot(collector: Collector, session: Session, req: SnapshotRequest) 
     total_rows += len(queue_rows)
 
     rows = _top(rows, req)
+    groups = group_rows(collector.steps.groups(), session.prev_groups, req)
     session.prev_time = now
     node = node_info(collector, loop_stats, sum(s.tasks for s in loop_stats))
+    node = _with_task_counts(node, collector, session)
     return Snapshot(
         node=node,
         rows=tuple(rows),
@@ -156,6 +179,24 @@ def take_snapshot(collector: Collector, session: Session, req: SnapshotRequest) 
         cost=time.perf_counter() - t0,
         loop_time=session.loop_time,
         notes=tuple(notes),
+        groups=tuple(groups),
+    )
+
+
+def _with_task_counts(node: NodeInfo, collector: Collector, session: Session) -> NodeInfo:
+    """Tasks created/finished since attach and in the interval (from the step registry)."""
+    registry = collector.steps.registry
+    if registry is None:
+        return node
+    created, finished = int(registry.created), int(registry.finished + registry.abandoned)
+    prev_created, prev_finished = session.prev_tasks
+    session.prev_tasks = (created, finished)
+    return dataclasses.replace(
+        node,
+        tasks_created=created - prev_created,
+        tasks_finished=finished - prev_finished,
+        tasks_created_total=created,
+        tasks_finished_total=finished,
     )
 
 
@@ -181,12 +222,13 @@ def _loop_rows(
     req: SnapshotRequest,
     loop: Any,
     loop_name: str,
+    uv: bool,
     counted: bool,
 ) -> tuple[list[ProcessRow], int]:
     """Runs on the loop's thread: select and describe this loop's top tasks."""
     t0 = time.perf_counter()
     try:
-        return _loop_rows_inner(collector, session, req, loop, loop_name, counted)
+        return _loop_rows_inner(collector, session, req, loop, loop_name, uv, counted)
     finally:
         session.loop_time += time.perf_counter() - t0
 
@@ -200,17 +242,16 @@ def _loop_rows_inner(
     req: SnapshotRequest,
     loop: Any,
     loop_name: str,
+    uv: bool,
     counted: bool,
 ) -> tuple[list[ProcessRow], int]:
     steps = collector.steps
     steps.drain()
-    steps.prune()
     tracker = collector.mailboxes
-    pending = session.pending  # counts since this client's previous snapshot
-    totals = steps.totals
+    pending = session.pending  # TaskStat -> [steps, s] since this client's previous snapshot
 
     def mine(task: Any) -> bool:
-        return task.get_loop() is loop and not task.done()
+        return task is not None and task.get_loop() is loop and not task.done()
 
     # Consumers idle in Queue.get since before we attached: a bounded round-robin scan.
     refs = task_refs()
@@ -221,6 +262,7 @@ def _loop_rows_inner(
         tracker.scan_tasks(t for t in batch if mine(t))
 
     matched = collector.loop_task_counts.get(id(loop), 0)
+    pool: list[Any] | None = None  # None: every task of the loop, looked at only as needed
     if req.filter:
         text = req.filter
         pool = [
@@ -229,14 +271,6 @@ def _loop_rows_inner(
             if mine(t) and (text in t.get_name().lower() or text in T.coro_name(t).lower())
         ]
         matched = len(pool)
-    else:
-        pool = None  # every task of the loop; only the ones that matter are looked at
-
-    idx = 0 if req.sort == "reductions" else 1
-    source = totals if req.accumulate else pending
-
-    def figure(task: Any) -> float:
-        return float(source[task][idx])
 
     limit = req.limit
     if req.sort == "memory":
@@ -257,15 +291,10 @@ def _loop_rows_inner(
                 t for _, t in tracker.longest(limit * 2) if hasattr(t, "get_loop") and mine(t)
             ][:limit]
     else:
-        # Only tasks that stepped (in the interval, or since attach) have a non-zero figure.
-        if pool is None:
-            active = [t for t in source if mine(t)]
-        else:
-            active = [t for t in pool if t in source]
-        chosen = heapq.nlargest(limit, active, key=figure)
+        chosen = _busiest(steps, pending, req, pool, mine)
     if len(chosen) < limit:  # fill with other tasks of the loop (idle ones), no scoring needed
         have = {id(t) for t in chosen}
-        for t in pool if pool is not None else map(_deref_one, refs):
+        for t in pool if pool is not None else map(_call, refs):
             if t is None:
                 continue
             if len(chosen) >= limit:
@@ -276,51 +305,101 @@ def _loop_rows_inner(
 
     current = _current_task(loop)
     ready = T.ready_owner_ids(loop)
-    rows = []
-    for task in chosen:
-        total_steps, total_time = steps.get(task)
-        d = pending.get(task)
-        d_steps, d_time = (int(d[0]), d[1]) if d is not None else (0, 0.0)
-        frames = T.chain_frames(task)
-        mb_infos = tracker.queues_of(task)
-        memory = None
-        if req.memory:
-            try:
-                memory = estimate([i.ref() for i in mb_infos if i.ref() is not None], frames)
-                collector.memory_cache[task] = memory
-            except Exception:
-                memory = None
-        n = collector.task_id(task)
-        rows.append(
-            ProcessRow(
-                key=f"task:{n}",
-                kind="task",
-                id=str(n),
-                name=task.get_name(),
-                state=T.task_state(task, current, ready),
-                loop=loop_name,
-                reductions=d_steps if counted else None,
-                reductions_total=total_steps if counted else None,
-                time=d_time if counted else None,
-                time_total=total_time if counted else None,
-                mailbox=tracker.mailbox_of(task),
-                memory=memory,
-                current=T.current_location(task, frames),
-                waiting_on=T.describe_waiter(task, frames),
-                coro=T.coro_name(task),
-                notes=() if counted else ("uvloop: steps not counted",),
-            )
-        )
-    for task in [t for t in pending if t.get_loop() is loop]:
-        del pending[task]  # only this loop's thread adds this loop's tasks: no race
+    rows = [
+        _task_row(collector, req, task, pending, loop_name, uv, counted, current, ready)
+        for task in chosen
+    ]
+    for stat in [st for st in pending if st.task is None or st.task.get_loop() is loop]:
+        del pending[stat]  # only this loop's thread adds this loop's tasks: no race
     tracker.forget_dead()
     return rows, matched
+
+
+def _busiest(
+    steps: Any, pending: dict[Any, list[float]], req: SnapshotRequest, pool: Any, mine: Any
+) -> list[Any]:
+    """Tasks with the most steps (or time) in the interval, or since the attach."""
+    idx = 0 if req.sort == "reductions" else 1
+    limit = req.limit
+    if req.accumulate:
+        registry = steps.registry
+        if registry is None:
+            return []
+        allowed = None if pool is None else {id(t) for t in pool}
+        # The registry selects in C over every pending task; a few spare for other loops.
+        stats = registry.top(limit * 2 if allowed is None else max(len(allowed), 1), idx)
+        tasks = [s.task for s in stats]
+        return [t for t in tasks if mine(t) and (allowed is None or id(t) in allowed)][:limit]
+    # Only tasks that stepped in the interval have a non-zero figure.
+    active = [(c[idx], st) for st, c in pending.items()]
+    if pool is not None:
+        allowed = {id(t) for t in pool}
+        active = [(v, st) for v, st in active if id(st.task) in allowed]
+    best = heapq.nlargest(limit * 2, active, key=_first)
+    return [st.task for _, st in best if mine(st.task)][:limit]
+
+
+def _first(item: tuple[float, Any]) -> float:
+    return item[0]
+
+
+def _task_row(
+    collector: Collector,
+    req: SnapshotRequest,
+    task: Any,
+    pending: dict[Any, list[float]],
+    loop_name: str,
+    uv: bool,
+    counted: bool,
+    current: Any,
+    ready: set[int],
+) -> ProcessRow:
+    stat = collector.steps.stat(task)
+    tracker = collector.mailboxes
+    frames = T.chain_frames(task)
+    memory = None
+    if req.memory:
+        mb_infos = tracker.queues_of(task)
+        try:
+            memory = estimate([i.ref() for i in mb_infos if i.ref() is not None], frames)
+            collector.memory_cache[task] = memory
+        except Exception:
+            memory = None
+    # uvloop: only tasks created after the attach carry a counting coroutine.
+    known = counted and (stat is not None or not uv)
+    d = pending.get(stat) if stat is not None else None
+    n = collector.task_id(task)
+    note: tuple[str, ...] = ()
+    if not known:
+        note = (
+            ("uvloop: created before the attach, steps not countable",)
+            if counted
+            else ("uvloop: steps not counted",)
+        )
+    return ProcessRow(
+        key=f"task:{n}",
+        kind="task",
+        id=str(n),
+        name=task.get_name(),
+        state=T.task_state(task, current, ready),
+        loop=loop_name,
+        reductions=(int(d[0]) if d is not None else 0) if known else None,
+        reductions_total=(int(stat.steps) if stat is not None else 0) if known else None,
+        time=(d[1] if d is not None else 0.0) if known else None,
+        time_total=(float(stat.secs) if stat is not None else 0.0) if known else None,
+        mailbox=tracker.mailbox_of(task),
+        memory=memory,
+        current=T.current_location(task, frames),
+        waiting_on=T.describe_waiter(task, frames),
+        coro=T.coro_name(task),
+        notes=note,
+    )
 
 
 MEMORY_BUDGET = 300  # memory estimates refreshed per snapshot when sorting by memory
 
 
-def _deref_one(ref: Any) -> Any:
+def _call(ref: Any) -> Any:
     return ref()
 
 

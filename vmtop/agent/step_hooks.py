@@ -15,20 +15,21 @@ Two hooks do the same thing:
 * :class:`PyStepHook`, the fallback (or ``VMTOP_HOOKS=python``): a Python wrapper
   around the original; about 3,400 instructions more per step in the worst case.
 
-Both count into ``counts[task] = [steps, seconds]`` and hand them over with ``take()``; a
-snapshot takes them on the loop's thread, merges them into the totals and hands them to every
-client session: a refresh then costs O(tasks that ran since the last refresh), not O(tasks
-that ever ran).
-
-Holes, reported rather than guessed: uvloop has its own Cython Handle (no counts: the row
-says so), and a 3.12+ eager task runs its first step inside ``create_task``; a task-factory
-proxy times that step and counts it, for loops whose factory we could wrap.
+Both count into a registry (:mod:`vmtop.agent.registry`, or its C twin): a task has an
+entry only while pending and is folded into its coroutine's group when it finishes, so no
+finished task is kept alive. Each loop also gets a task factory while a client is attached:
+it stamps each task's creation time (group lifetimes, tasks created per second) and counts an
+eager first step (3.12+). uvloop runs callbacks in its own Cython Handle, which no hook can
+reach: there the factory wraps each new coroutine in a counting proxy (C hooks only), so
+tasks created after the attach are counted exactly; older ones say why they are not.
 """
 
 from __future__ import annotations
 
 import asyncio
 import asyncio.events
+import collections.abc
+import contextlib
 import os
 import sys
 import threading
@@ -37,22 +38,20 @@ from collections.abc import Callable, Iterable
 from time import perf_counter
 from typing import Any, Protocol
 
+from vmtop.agent.registry import PyRegistry, py_task_factory
+
 _TASK_TYPES: tuple[type, ...] = tuple(
     {t for t in (asyncio.Task, getattr(asyncio.tasks, "_PyTask", None)) if isinstance(t, type)}
 )
 
-Counts = dict[Any, list[float]]  # task -> [steps, seconds]
 HOOK_ENV = "VMTOP_HOOKS"  # "python" forces the Python hooks (step and dequeue)
+Sink = dict[Any, list[float]]  # TaskStat -> [steps, seconds] since a session's last snapshot
 
 
 class Hook(Protocol):
     """What StepCounter needs of a hook: ``run`` goes in place of ``Handle._run``."""
 
     run: Any
-
-    def take(self) -> tuple[Counts, list[float]]: ...
-
-    def add(self, task: Any, steps: int, seconds: float) -> None: ...
 
 
 def report_callback_error(handle: Any, exc: BaseException) -> None:
@@ -73,32 +72,12 @@ def report_callback_error(handle: Any, exc: BaseException) -> None:
     handle._loop.call_exception_handler(context)
 
 
-class _Recent(threading.local):
-    def __init__(self) -> None:
-        self.counts: Counts = {}
-        self.other: list[float] = [0, 0.0]
-
-
-def _add(counts: Counts, task: Any, steps: int, seconds: float) -> None:
-    c = counts.get(task)
-    if c is None:
-        counts[task] = [steps, seconds]
-    else:
-        c[0] += steps
-        c[1] += seconds
-
-
 class PyStepHook:
-    """The hook in Python: wraps the original ``Handle._run``.
+    """The hook in Python: wraps the original ``Handle._run`` and counts into ``registry``."""
 
-    Counts go to a per-thread dict (a loop's tasks always step on the loop's thread), so
-    ``take()`` must run on the loop's thread: Python code can switch threads between reading
-    the dict and writing to it, and a step counted into a dict already taken would be lost.
-    """
-
-    def __init__(self, original: Callable[[Any], None]) -> None:
-        self._recent = recent = _Recent()
+    def __init__(self, original: Callable[[Any], None], registry: Any) -> None:
         task_types = _TASK_TYPES
+        step, other = registry.step, registry.other
 
         def _run(self: Any, _orig: Any = original, _pc: Any = perf_counter) -> None:
             owner = getattr(self._callback, "__self__", None)
@@ -106,43 +85,29 @@ class PyStepHook:
             try:
                 _orig(self)
             finally:
-                dt = _pc() - t0
-                if isinstance(owner, task_types):
-                    counts = recent.counts
-                    c = counts.get(owner)
-                    if c is None:
-                        counts[owner] = [1, dt]
+                end = _pc()
+                try:
+                    if isinstance(owner, task_types):
+                        step(owner, end - t0, end)
                     else:
-                        c[0] += 1
-                        c[1] += dt
-                else:
-                    other = recent.other
-                    other[0] += 1
-                    other[1] += dt
+                        other(end - t0)
+                except Exception:
+                    pass  # bookkeeping never reaches the program
 
         _run.__wrapped__ = original  # type: ignore[attr-defined]
         _run.__qualname__ = "Handle._run"
         self.run = _run
 
-    def take(self) -> tuple[Counts, list[float]]:
-        recent = self._recent
-        counts, other = recent.counts, recent.other
-        recent.counts, recent.other = {}, [0, 0.0]
-        return counts, other
-
-    def add(self, task: Any, steps: int, seconds: float) -> None:
-        _add(self._recent.counts, task, steps, seconds)
-
 
 class _CStepHook:
     """The C hook behind the same interface (``run`` is the C object itself)."""
 
-    def __init__(self, original: Callable[[Any], None]) -> None:
+    def __init__(self, original: Callable[[Any], None], registry: Any) -> None:
         from vmtop.agent._hooks import StepHook
 
-        self.run = StepHook(asyncio.events.Handle, original, _TASK_TYPES, report_callback_error)
-        self.take = self.run.take
-        self.add = self.run.add
+        self.run = StepHook(
+            asyncio.events.Handle, original, _TASK_TYPES, report_callback_error, registry
+        )
 
 
 def use_c_hooks(kind: str | None = None) -> bool:
@@ -184,63 +149,78 @@ def sampled_call(
     return call
 
 
-def make_hook(original: Callable[[Any], None], kind: str | None = None) -> Hook:
-    """The C hook when built (and not turned off by ``VMTOP_HOOKS=python``), else Python."""
+def make_registry(kind: str | None = None) -> Any:
+    """A registry for the hooks of ``kind``: the C one with the C hooks, else Python's."""
     if use_c_hooks(kind):
+        from vmtop.agent._hooks import Registry
+
+        return Registry(asyncio.CancelledError)
+    return PyRegistry(asyncio.CancelledError)
+
+
+def make_hook(original: Callable[[Any], None], registry: Any) -> Hook:
+    """The C hook for a C registry, else the Python one."""
+    if not isinstance(registry, PyRegistry):
         try:
-            return _CStepHook(original)
+            return _CStepHook(original, registry)
         except TypeError:  # Handle's slots are not what the C hook reads: keep Python's
             pass
-    return PyStepHook(original)
+    return PyStepHook(original, registry)
 
 
-def merge(into: Counts, counts: Counts) -> None:
-    for task, c in counts.items():
-        t = into.get(task)
-        if t is None:
-            into[task] = [c[0], c[1]]
+def make_factory(registry: Any, original: Any, wrap: bool) -> Any:
+    """A task factory that registers every task (and, ``wrap``, counts its steps itself)."""
+    if isinstance(registry, PyRegistry):
+        return py_task_factory(registry, original, asyncio.Task)
+    from vmtop.agent._hooks import CountingCoro, TaskFactory
+
+    collections.abc.Coroutine.register(CountingCoro)  # asyncio.Task accepts it (idempotent)
+    return TaskFactory(registry, original, asyncio.Task, wrap)
+
+
+def merge(sink: Sink, taken: Iterable[tuple[Any, int, float]]) -> None:
+    for stat, steps, secs in taken:
+        c = sink.get(stat)
+        if c is None:
+            sink[stat] = [steps, secs]
         else:
-            t[0] += c[0]
-            t[1] += c[1]
+            c[0] += steps
+            c[1] += secs
 
 
 class StepCounter:
-    """Per-task ``[steps, seconds]`` counters, fed by the hook in ``Handle._run``.
+    """The step hook, the per-loop task factories and the registry they count into.
 
-    ``totals`` holds what was drained so far (cumulative since attach); the hook holds what
-    happened since. ``other`` counts non-task callbacks (I/O callbacks, call_later timers)
-    drained so far: ``[count, seconds]``.
+    ``sinks`` hold each client session's counts since its last snapshot (``TaskStat`` ->
+    ``[steps, seconds]``); stats of finished tasks leave them at every drain, so a session
+    that stops asking holds at most one entry per live task. ``other`` counts non-task
+    callbacks (I/O callbacks, call_later timers) drained so far: ``[count, seconds]``.
     """
 
     def __init__(self, hook_kind: str | None = None) -> None:
-        self.totals: Counts = {}
         self.other: list[float] = [0, 0.0]
-        self.finished: list[float] = [0, 0.0]  # totals of pruned (finished) tasks
-        self.sinks: list[Counts] = []  # each client session's counts since its last snapshot
-        self.hook_kind = hook_kind  # None: C when built, unless VMTOP_STEP_HOOK=python
+        self.sinks: list[Sink] = []
+        self.hook_kind = hook_kind  # None: C when built, unless VMTOP_HOOKS=python
+        self.registry: Any = None
         self._hook: Hook | None = None
         self._original: Callable[[Any], None] | None = None
-        self._factories: dict[Any, Any] = {}  # loop -> factory we replaced
+        self._factories: dict[Any, Any] = {}  # loop -> the factory we installed
         self._lock = threading.Lock()
-        self._prunes = 0
-
-    @property
-    def installed(self) -> bool:
-        return self._original is not None
 
     @property
     def implementation(self) -> str:
         """ "c" or "python": which hook is (or would be) installed."""
-        hook = self._hook or make_hook(asyncio.events.Handle._run, self.hook_kind)
-        return "python" if isinstance(hook, PyStepHook) else "c"
+        return "c" if use_c_hooks(self.hook_kind) else "python"
 
     def install(self) -> None:
         with self._lock:
             if self._original is not None:
                 return
             original = asyncio.events.Handle._run
-            hook = make_hook(original, self.hook_kind)
+            registry = make_registry(self.hook_kind)
+            hook = make_hook(original, registry)
             asyncio.events.Handle._run = hook.run  # type: ignore[method-assign]
+            self.registry = registry
             self._original = original
             self._hook = hook
 
@@ -251,87 +231,66 @@ class StepCounter:
             if self._hook is not None and asyncio.events.Handle._run is self._hook.run:
                 asyncio.events.Handle._run = self._original  # type: ignore[method-assign,assignment]
             self._original = None
-            self._hook = None  # leftovers not yet taken are dropped with it
-            for loop, factory in list(self._factories.items()):
-                if getattr(loop.get_task_factory(), "_vmtop_original", object()) is factory:
-                    loop.set_task_factory(factory)
+            self._hook = None
+            for loop, ours in list(self._factories.items()):
+                with contextlib.suppress(Exception):
+                    if loop.get_task_factory() is ours:
+                        loop.set_task_factory(ours._vmtop_original)
             self._factories.clear()
-            self.totals.clear()
+            if self.registry is not None:
+                self.registry.clear()  # entries hold pending tasks: let them go
+            self.registry = None
             self.other[:] = [0, 0.0]
-            self.finished[:] = [0, 0.0]
             self.sinks.clear()
 
-    def wrap_eager_factory(self, loop: Any) -> bool:
-        """Count the eager first step of tasks made by ``loop``'s task factory (3.12+).
-
-        Returns True when the loop's factory is now counted. Call on the loop's thread.
-        Scheduled at attach, it may run after a detach (the loop was blocked): then it does
-        nothing, so no counting factory outlives the clients.
-        """
+    def install_factory(self, loop: Any, wrap: bool) -> bool:
+        """Put our task factory on ``loop`` (call on the loop's thread); ``wrap`` makes it
+        count steps itself (loops whose Handle the hook cannot see). True when it is there
+        and counts what it should. Scheduled at attach, it may run after a detach (the loop
+        was blocked): then it does nothing, so no factory outlives the clients."""
         with self._lock:
-            if self._original is None:
+            if self._original is None or self.registry is None:
                 return False
-            return self._wrap_eager_factory(loop)
+            if wrap and isinstance(self.registry, PyRegistry):
+                return False  # the counting coroutine exists only in C
+            current = loop.get_task_factory()
+            if loop in self._factories and current is self._factories[loop]:
+                return True
+            factory = make_factory(self.registry, current, wrap)
+            loop.set_task_factory(factory)
+            self._factories[loop] = factory
+            return True
 
-    def _wrap_eager_factory(self, loop: Any) -> bool:
-        factory = loop.get_task_factory()
-        if factory is None or hasattr(factory, "_vmtop_original") or loop in self._factories:
-            return factory is None or hasattr(factory, "_vmtop_original")
-        hook = self._hook
-        if hook is None:
-            return False
+    def counts_loop(self, loop: Any, uvloop: bool) -> bool:
+        """Whether steps of ``loop``'s new tasks are counted now."""
+        if not uvloop:
+            return self._original is not None
+        ours = self._factories.get(loop)
+        return ours is not None and bool(getattr(ours, "wraps", 0))
 
-        def counting_factory(loop_: Any, coro: Any, **kwargs: Any) -> Any:
-            t0 = perf_counter()
-            task = factory(loop_, coro, **kwargs)
-            dt = perf_counter() - t0
-            started = getattr(coro, "cr_suspended", False) or getattr(coro, "cr_frame", 0) is None
-            if task.done() or started:
-                # The factory ran the first step eagerly (asyncio.eager_task_factory).
-                hook.add(task, 1, dt)
-            return task
-
-        counting_factory._vmtop_original = factory  # type: ignore[attr-defined]
-        loop.set_task_factory(counting_factory)
-        self._factories[loop] = factory
-        return True
-
-    # -- on a loop thread -------------------------------------------------------------------
-    def drain(self) -> Counts:
-        """Move the hook's counts into the totals and every session's sink.
-
-        The C hook hands over every thread's counts; the Python one this thread's."""
-        hook = self._hook
-        if hook is None:
-            return {}
-        counts, other = hook.take()
+    # -- reading (on a loop thread, or the agent's) -----------------------------------------
+    def drain(self) -> list[tuple[Any, int, float]]:
+        """Move what stepped since the last drain into every session's sink; drop finished
+        tasks' stats from the sinks (their counts live on in their group)."""
+        registry = self.registry
+        if registry is None:
+            return []
+        taken, other = registry.take()
         self.other[0] += other[0]
         self.other[1] += other[1]
-        if counts:
-            merge(self.totals, counts)
-            for sink in list(self.sinks):
-                merge(sink, counts)
-        return counts
+        for sink in list(self.sinks):
+            merge(sink, taken)
+            for stat in [s for s in sink if s.finished]:
+                del sink[stat]
+        return taken
 
-    def prune(self, every: int = 10) -> None:
-        """Drop totals of finished tasks (keeps their sum in ``finished``).
-
-        Runs on every ``every``-th call: finished tasks are skipped by readers anyway."""
-        self._prunes += 1
-        if self._prunes % every:
-            return
-        for task in [t for t in list(self.totals) if t.done()]:
-            c = self.totals.pop(task, None)
-            if c is not None:
-                self.finished[0] += c[0]
-                self.finished[1] += c[1]
+    def stat(self, task: Any) -> Any:
+        return None if self.registry is None else self.registry.stat(task)
 
     def get(self, task: Any) -> tuple[int, float]:
-        """Totals drained so far for ``task`` (call :meth:`drain` first on its thread)."""
-        c = self.totals.get(task)
-        if c is None:
-            return 0, 0.0
-        return int(c[0]), c[1]
+        """Steps and seconds of a pending ``task`` since the attach ((0, 0.0) when none)."""
+        s = self.stat(task)
+        return (0, 0.0) if s is None else (int(s.steps), float(s.secs))
 
-    def tasks(self) -> Iterable[Any]:
-        return list(self.totals)
+    def groups(self) -> list[Any]:
+        return [] if self.registry is None else self.registry.group_list()
