@@ -21,6 +21,7 @@ COMMANDS: list[str] = [
     "record",
     "allocations",
     "gc",
+    "exporter",
 ]
 
 
