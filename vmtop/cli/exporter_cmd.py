@@ -14,7 +14,7 @@ from vmtop.client import pid_exists
 
 
 def register(sub: Any) -> None:
-    from vmtop.exporter.server import DEFAULT_LISTEN
+    from vmtop.exporter.address import DEFAULT_LISTEN
 
     host, port = DEFAULT_LISTEN
     p = sub.add_parser(
@@ -43,9 +43,15 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vmtop.exporter.server import parse_listen, serve
-    from vmtop.exporter.targets import Targets
+    from vmtop.exporter.address import parse_listen
 
+    try:
+        from vmtop.exporter.server import serve
+        from vmtop.exporter.targets import Targets
+    except ImportError as exc:
+        raise CliError(
+            f"the exporter needs prometheus_client ({exc}): pip install 'vmtop[exporter]'"
+        ) from None
     if bool(args.pids) == bool(args.all):
         raise CliError("give the PIDs to export, or --all (not both)")
     if args.all and args.subprocesses:
