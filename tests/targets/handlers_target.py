@@ -1,0 +1,31 @@
+"""A task-per-request program: ``handle_request`` tasks made all the time, as a web server
+makes them (tests/test_exporter_prometheus.py). Prints {"ready": true} once running and
+exits when stdin closes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+
+
+async def handle_request(n: int) -> int:
+    await asyncio.sleep(0)
+    await asyncio.sleep(0.001)
+    return n
+
+
+async def main() -> None:
+    loop = asyncio.get_running_loop()
+    stdin_closed = asyncio.Event()
+    loop.add_reader(sys.stdin.fileno(), lambda: sys.stdin.readline() or stdin_closed.set())
+    print(json.dumps({"ready": True}), flush=True)
+    n = 0
+    while not stdin_closed.is_set():
+        for _ in range(10):
+            n += 1
+            loop.create_task(handle_request(n))
+        await asyncio.sleep(0.02)
+
+
+asyncio.run(main())
