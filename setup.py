@@ -1,7 +1,8 @@
-"""Build hook for the optional C step hook (everything else is in pyproject.toml).
+"""Build hook for the optional C extensions (everything else is in pyproject.toml).
 
-The extension is optional: without a compiler the install still succeeds and the agent uses
-the pure-Python hook in vmtop/agent/step_hooks.py (slower per task step; docs/benchmarks.md).
+Each extension is optional: without a compiler the install still succeeds; the agent then uses
+the pure-Python hook in vmtop/agent/step_hooks.py (slower per task step; docs/benchmarks.md)
+and attach uses gdb or lldb instead of vmtop's ptrace injector (docs/attach.md).
 """
 
 from setuptools import Extension, setup
@@ -13,6 +14,19 @@ setup(
             sources=["vmtop/agent/_hooks.c", "vmtop/agent/_registry.c"],
             depends=["vmtop/agent/_registry.h"],
             optional=True,
-        )
+        ),
+        # The ptrace injector (x86-64 Linux) and the library it loads into a target
+        # (vmtop/attach/; docs/attach.md). Without them attach falls back to gdb or lldb.
+        Extension("vmtop.attach._ptrace", sources=["vmtop/attach/_ptrace.c"], optional=True),
+        Extension(
+            "vmtop.attach._payload",
+            sources=["vmtop/attach/_payload.c"],
+            # glibc < 2.34 keeps dlsym and pthread_create in these (which Python links there
+            # too, so nothing new is mapped); newer ones have both in libc and empty stubs here.
+            # No debug information: the file is copied for every injection.
+            libraries=["dl", "pthread"],
+            extra_compile_args=["-g0"],
+            optional=True,
+        ),
     ]
 )
