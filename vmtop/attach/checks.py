@@ -6,15 +6,14 @@ to do. The checks, in order: the pid is a live process (not a thread, not us, no
 a zombie), it runs CPython 3.11+ (libpython or a ``python3.X`` executable mapped), it belongs to
 us (or we are root), nobody traces it yet, ptrace is allowed (Yama, CAP_SYS_PTRACE), it shares
 our mount namespace (else its socket is out of reach), it runs our Python minor version (the
-bootstrap imports *this* vmtop), it can read our vmtop directory, and the injector it needs
-(gdb for 3.11-3.13, ``sys.remote_exec`` for 3.14+) is there.
+bootstrap imports *this* vmtop) and it can read our vmtop directory. Which injector runs, and
+whether it is there, is :mod:`.methods`' business.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import shutil
 import stat
 import sys
 from dataclasses import dataclass, field
@@ -42,7 +41,6 @@ class Target:
     gid: int
     version: tuple[int, int]
     free_threaded: bool
-    method: str  # "gdb" | "remote_exec"
     notes: tuple[str, ...] = field(default=())
 
     @property
@@ -260,14 +258,6 @@ def preflight(pid: int, import_paths: list[str] | None = None) -> Target:
                     f"{who} (uid {uids[1]}) cannot read {path}, where this vmtop lives: "
                     f"install vmtop where that user can read it, or run vmtop as that user"
                 )
-    method = "remote_exec" if version >= REMOTE_EXEC_VERSION else "gdb"
-    if method == "remote_exec" and not hasattr(sys, "remote_exec"):
-        raise AttachError(f"{who} runs Python {label} but this interpreter has no sys.remote_exec")
-    if method == "gdb" and shutil.which("gdb") is None:
-        raise AttachError(
-            "gdb is not installed, and attaching to Python 3.11-3.13 needs it: install gdb "
-            "(apt install gdb / dnf install gdb), or start the program with 'vmtop run'"
-        )
     return Target(
         pid=pid,
         exe=exe,
@@ -277,5 +267,4 @@ def preflight(pid: int, import_paths: list[str] | None = None) -> Target:
         gid=gids[1],
         version=(version[0], version[1]),
         free_threaded=free_threaded,
-        method=method,
     )

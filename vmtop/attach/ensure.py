@@ -3,10 +3,11 @@
 This is what ``vmtop top PID --inject`` and ``vmtop attach PID`` call before connecting. An
 agent that already listens is reused (attach, detach and attach again inject only once).
 Otherwise, with the user's consent (a prompt on a terminal, ``--inject``/``--yes`` in
-scripts), the pre-flight checks run, the bootstrap is injected (gdb on 3.11-3.13,
-``sys.remote_exec`` on 3.14+) and we wait for it to report. Every failure is a
-:class:`~vmtop.cli.errors.CliError` with one line; Ctrl-C detaches cleanly and voids a queued
-bootstrap (its status directory disappears, which it checks before doing anything).
+scripts), the pre-flight checks run, the bootstrap is injected (:mod:`.methods`: vmtop's
+ptrace injector, then gdb, then lldb on 3.11-3.13; ``sys.remote_exec`` on 3.14+) and we wait
+for it to report. Every failure is an :class:`~vmtop.attach.checks.AttachError` with one line
+(the CLI turns it into exit code 2); Ctrl-C detaches cleanly and voids a bootstrap that has
+not run yet (its status directory disappears, which it checks before doing anything).
 """
 
 from __future__ import annotations
@@ -21,10 +22,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from vmtop.attach import gdb_inject, remote_exec
+from vmtop.attach import methods
 from vmtop.attach.bootstrap import bootstrap_source, import_paths, read_status, started_marker
 from vmtop.attach.checks import AttachError, Target, describe, preflight
-from vmtop.cli.errors import CliError
 from vmtop.client import ClientError, NoAgent, agent_socket, pid_exists
 from vmtop.paths import socket_path
 
@@ -43,14 +43,14 @@ def _stderr(message: str) -> None:
 def existing_agent(pid: int) -> Path | None:
     """The socket of a live agent in ``pid``; None when there is none (or only a stale file).
 
-    Raises :class:`CliError` when ``pid`` does not exist or the socket directory is unsafe.
+    Raises :class:`AttachError` when ``pid`` does not exist or the socket directory is unsafe.
     """
     try:
         path = agent_socket(pid)
     except NoAgent:
         return None
     except ClientError as exc:
-        raise CliError(str(exc)) from None
+        raise AttachError(str(exc)) from None
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     probe.settimeout(1.0)
     try:
@@ -65,8 +65,9 @@ def existing_agent(pid: int) -> Path | None:
 def _confirm(target: Target) -> bool:
     sys.stderr.write(
         f"{describe(target.pid)} has no vmtop agent.\n"
-        f"Load one into it now? gdb attaches to the process for about a second and makes "
-        f"its main thread import vmtop from {import_paths()[0]} (see docs/attach.md). [y/N] "
+        f"Load one into it now? vmtop stops one of its threads for about a millisecond "
+        f"(ptrace; gdb or lldb if that fails) to load a small library whose thread imports "
+        f"vmtop from {import_paths()[0]} (see docs/attach.md). [y/N] "
     )
     sys.stderr.flush()
     answer = sys.stdin.readline()
@@ -87,39 +88,38 @@ def ensure_agent(
     timeout: float = DEFAULT_TIMEOUT,
     *,
     progress: Progress | None = None,
+    method: str = "auto",
 ) -> Path:
     """Return the socket path of ``pid``'s agent, injecting one when needed and allowed.
 
     ``inject``: False = never inject; True = inject (after a prompt on a terminal, unless
     ``yes``); None = prompt on a terminal, refuse elsewhere. ``yes`` = inject without asking. ``timeout`` bounds the whole injection
-    in seconds. ``progress`` receives one-line status messages (default: stderr).
+    in seconds. ``progress`` receives one-line status messages (default: stderr). ``method``:
+    "auto" or one of :data:`.methods.CHOICES` to force it.
     """
     say = progress or _stderr
     found = existing_agent(pid)
     if found is not None:
         return found
     if inject is False:
-        raise CliError(
+        raise AttachError(
             f"no vmtop agent in pid {pid} (and --no-inject given): start the program with "
             f"'vmtop run', or use --peek to watch it without loading anything"
         )
     interactive = _interactive()
     if not (inject or yes or interactive):
-        raise CliError(
+        raise AttachError(
             f"no vmtop agent in pid {pid}: pass --inject to load one (see docs/attach.md), "
             f"or --peek to watch it without loading anything"
         )
-    paths = import_paths()
-    try:
-        target = preflight(pid, paths)
-    except AttachError as exc:
-        raise CliError(str(exc)) from None
+    methods.check_choice(method)
+    target = preflight(pid, import_paths())
     if interactive and not yes and not _confirm(target):
-        raise CliError(f"no vmtop agent in pid {pid}; nothing was loaded")
-    return inject_agent(target, timeout, say)
+        raise AttachError(f"no vmtop agent in pid {pid}; nothing was loaded")
+    return inject_agent(target, timeout, say, method)
 
 
-def inject_agent(target: Target, timeout: float, say: Progress) -> Path:
+def inject_agent(target: Target, timeout: float, say: Progress, method: str = "auto") -> Path:
     """Inject the bootstrap into a checked target and wait for its agent's socket."""
     began = time.monotonic()
     deadline = time.time() + timeout
@@ -129,18 +129,13 @@ def inject_agent(target: Target, timeout: float, say: Progress) -> Path:
             os.chown(workdir, target.uid, target.gid)  # the target writes its status here
         status = workdir / "status.json"
         source = bootstrap_source(status, deadline, import_paths())
+        planned = methods.plan(target, method)
         say(
             f"loading the agent into pid {target.pid} (Python {target.version_text}, "
-            f"{target.method})"
+            f"{' then '.join(planned)})"
         )
-        if target.method == "gdb":
-            outcome = gdb_inject.inject(target, source, deadline, status)
-            state = outcome.state
-        else:
-            state = remote_exec.inject(target, source, deadline, status)
+        state = methods.inject(target, method, source, deadline, status)
         result = _wait(target, status, deadline, state)
-    except AttachError as exc:
-        raise CliError(str(exc)) from None
     finally:
         # Gone directory = void bootstrap: a late run (after a timeout or Ctrl-C) does nothing.
         shutil.rmtree(workdir, ignore_errors=True)
@@ -156,14 +151,14 @@ def _wait(target: Target, status: Path, deadline: float, state: str) -> Path:
         if data is not None:
             return _check_status(pid, data)
         if not pid_exists(pid):
-            raise CliError(f"pid {pid} exited during the attach")
+            raise AttachError(f"pid {pid} exited during the attach")
         started = state == "started" or marker.exists()
         limit = deadline + (STARTED_GRACE if started else 0.0)
         if time.time() > limit:
             break
         time.sleep(POLL)
     if started:
-        raise CliError(
+        raise AttachError(
             f"the bootstrap started in pid {pid} but its agent did not report within "
             f"{STARTED_GRACE:.0f} s (another thread may hold the GIL); it may still finish: "
             f"retry in a moment"
@@ -171,8 +166,8 @@ def _wait(target: Target, status: Path, deadline: float, state: str) -> Path:
     raise _late(pid)
 
 
-def _late(pid: int) -> CliError:
-    return CliError(
+def _late(pid: int) -> AttachError:
+    return AttachError(
         f"pid {pid} did not run the bootstrap in time: its main thread is busy in native "
         f"code or blocked outside Python. Nothing was loaded (the queued bootstrap is void); "
         f"retry later, or use --peek"
@@ -183,7 +178,7 @@ def _check_status(pid: int, data: dict[str, object]) -> Path:
     if data.get("late"):
         raise _late(pid)  # it ran just after the deadline and did nothing
     if not data.get("ok"):
-        raise CliError(f"the agent did not start in pid {pid}: {data.get('error')}")
+        raise AttachError(f"the agent did not start in pid {pid}: {data.get('error')}")
     path = Path(str(data.get("socket")))
     expected = socket_path(pid)
     if path != expected:
@@ -192,14 +187,14 @@ def _check_status(pid: int, data: dict[str, object]) -> Path:
             if str(path.parent).startswith("/tmp/vmtop-")
             else f"XDG_RUNTIME_DIR={path.parent.parent}"
         )
-        raise CliError(
+        raise AttachError(
             f"the agent in pid {pid} listens on {path}, but this vmtop looks in "
             f"{expected.parent} (the two see a different XDG_RUNTIME_DIR): rerun with {hint}"
         )
     with contextlib.suppress(OSError):
         if path.exists():
             return path
-    raise CliError(f"the agent in pid {pid} reported {path}, which does not exist")
+    raise AttachError(f"the agent in pid {pid} reported {path}, which does not exist")
 
 
 __all__ = ["DEFAULT_TIMEOUT", "ensure_agent", "existing_agent", "inject_agent"]

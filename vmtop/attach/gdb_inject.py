@@ -203,7 +203,7 @@ def inject(
         raise KeyboardInterrupt
     errors = [r for r in outcome.reports if r.get("tag") == "error"]
     if errors and not outcome.state:
-        raise AttachError(f"injection failed: {errors[0].get('message')}")
+        raise AttachError(str(errors[0].get("message")).removeprefix("gdb: "))
     if not outcome.state:
         raise AttachError(_explain(outcome.output, target.pid))
     return outcome

@@ -51,6 +51,7 @@ def register(sub: Any) -> None:
     how.add_argument(
         "--no-inject", action="store_true", help="never inject: fail when there is no agent"
     )
+    options.add_inject_method(p)
     p.set_defaults(func=run)
 
 
@@ -71,10 +72,18 @@ def connect(args: argparse.Namespace) -> Any:
             return PeekSource(args.pid).connect()
         except ClientError as exc:
             raise CliError(str(exc)) from None
-    from vmtop.attach.ensure import ensure_agent
+    from vmtop.attach import AttachError, ensure_agent
 
-    # Raises CliError (one line) when there is no agent and none may be loaded.
-    ensure_agent(args.pid, inject=_inject_choice(args), yes=args.yes, timeout=INJECT_TIMEOUT)
+    try:
+        ensure_agent(
+            args.pid,
+            inject=_inject_choice(args),
+            yes=args.yes,
+            timeout=INJECT_TIMEOUT,
+            method=args.method,
+        )
+    except AttachError as exc:  # no agent and none may or could be loaded: one line
+        raise CliError(str(exc)) from None
     try:
         return AgentClient(args.pid).connect()
     except ClientError as exc:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
+
+INJECT_METHODS = ("auto", "ptrace", "gdb", "lldb")  # vmtop.attach.methods.CHOICES
 
 
 def pid(text: str) -> int:
@@ -35,3 +38,14 @@ def positive_int(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive number, not {value}")
     return value
+
+
+def add_inject_method(parser: Any) -> None:
+    """``--method``: how an agent is injected when the target has none (docs/attach.md)."""
+    parser.add_argument(
+        "--method",
+        choices=INJECT_METHODS,
+        default="auto",
+        help="how to inject the agent: vmtop's ptrace injector, gdb or lldb "
+        "(default auto: ptrace, then gdb, then lldb; Python 3.14+: sys.remote_exec)",
+    )

@@ -6,12 +6,14 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
-from vmtop.attach import DEFAULT_TIMEOUT, ensure_agent
+from vmtop.attach import DEFAULT_TIMEOUT, AttachError, ensure_agent
 from vmtop.cli import options
 from vmtop.cli.errors import CliError
 from vmtop.client import AgentClient, ClientError
+from vmtop.fleet.multi import Fleet
 from vmtop.peek import PeekSource
 from vmtop.records import SCHEMA_VERSION, SORT_KEYS
 
@@ -64,6 +66,12 @@ def register(sub: Any) -> None:
         help="row kinds to show: task,thread,queue (default all)",
     )
     p.add_argument(
+        "--subprocesses",
+        action="store_true",
+        help="the target and all its descendants that have an agent, in one view: a process "
+        "table, then every process's rows sorted together, each with its pid",
+    )
+    p.add_argument(
         "--peek",
         action="store_true",
         help="no agent: thread stacks from py-spy and psutil figures; nothing is loaded",
@@ -74,12 +82,13 @@ def register(sub: Any) -> None:
         action="store_const",
         const=True,
         default=None,
-        help="load the agent with gdb if the target has none (asks on a terminal)",
+        help="load the agent if the target has none (asks on a terminal; see --method)",
     )
     how.add_argument(
         "--no-inject", dest="inject", action="store_const", const=False, help="never load it"
     )
     p.add_argument("--yes", "-y", action="store_true", help="load the agent without asking")
+    options.add_inject_method(p)
     p.set_defaults(func=run)
 
 
@@ -92,18 +101,22 @@ def parse_kinds(text: str) -> tuple[str, ...]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vmtop.views.top_text import render
+    from vmtop.views import fleet_text, top_text
 
     kinds = parse_kinds(args.kinds)
     count = 1 if args.once else args.count
-    client: AgentClient | PeekSource
+    if args.peek and args.subprocesses:
+        raise CliError("--peek shows one process: it cannot be used with --subprocesses")
+    render: Callable[[Any], str] = fleet_text.render if args.subprocesses else top_text.render
+    client: AgentClient | PeekSource | Fleet
     try:
         if args.peek:
             client = PeekSource(args.pid).connect()
         else:
-            ensure_agent(args.pid, args.inject, args.yes, DEFAULT_TIMEOUT)
-            client = AgentClient(args.pid).connect()
-    except ClientError as exc:
+            ensure_agent(args.pid, args.inject, args.yes, DEFAULT_TIMEOUT, method=args.method)
+            client = Fleet(args.pid) if args.subprocesses else AgentClient(args.pid)
+            client.connect()
+    except (ClientError, AttachError) as exc:
         raise CliError(str(exc)) from None
     shown = 0
     try:
