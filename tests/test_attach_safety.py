@@ -1,0 +1,278 @@
+"""The ptrace injector against programs that check themselves: nothing changes, nothing hangs.
+
+Each target (tests/targets/inject_checker.py) recomputes floats in the interpreter's own loops
+and compares them with its first results, and beats every 0.1 s; it is injected several times
+with ``method="ptrace"`` (the agent's bootstrap, the real thing) and must keep beating with no
+wrong result, no shortened sleep, its ``threading.main_thread()`` right, and never be left
+stopped or traced. A C program that holds known values in all vector registers checks the
+register restore directly. The 100-injection soak over 3.11-3.13 is
+``benchmarks/soak_attach.py`` (figures in docs/attach.md); this is its representative sample,
+run under every supported Python by CI (``internals``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vmtop.attach import AttachError, ensure_agent, payload, preflight, ptrace_inject
+from vmtop.attach.bootstrap import import_paths
+from vmtop.attach.ensure import existing_agent, inject_agent
+from vmtop.attach.maps import read_maps
+from vmtop.paths import socket_path
+
+pytestmark = [
+    pytest.mark.internals,
+    pytest.mark.skipif(
+        ptrace_inject.unavailable() is not None, reason=str(ptrace_inject.unavailable())
+    ),
+]
+
+TARGETS = Path(__file__).resolve().parent / "targets"
+KINDS = ("idle", "busy", "gil", "sleep", "malloc")
+INJECTIONS = 3
+
+
+class Checker:
+    """A running checker target and its beats (read as they come: no sleeps)."""
+
+    def __init__(self, argv: list[str]) -> None:
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True
+        )
+        self.pid = self.proc.pid
+        self.lines: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+        self.next("ready")
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            try:
+                self.lines.put(json.loads(line))
+            except ValueError:
+                self.lines.put({"text": line.strip()})
+        self.lines.put(None)
+
+    def next(self, key: str, timeout: float = 30.0) -> dict[str, Any]:
+        while True:
+            try:
+                item = self.lines.get(timeout=timeout)
+            except queue.Empty:
+                raise AssertionError(f"pid {self.pid} stopped beating (hung?)") from None
+            if item is None:
+                raise AssertionError(f"pid {self.pid} exited with {self.proc.wait()}")
+            if key in item:
+                return item
+
+    def beats(self, n: int) -> dict[str, Any]:
+        """The n-th beat from now."""
+        for _ in range(n):
+            last = self.next("beat")
+        return last
+
+    def proc_status(self) -> dict[str, str]:
+        with open(f"/proc/{self.pid}/status") as f:
+            return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+        socket_path(self.pid).unlink(missing_ok=True)
+
+
+@pytest.fixture
+def checker() -> Iterator[Any]:
+    started: list[Checker] = []
+
+    def start(argv: list[str]) -> Checker:
+        c = Checker(argv)
+        started.append(c)
+        return c
+
+    yield start
+    for c in started:
+        c.stop()
+
+
+def _running_and_untraced(target: Checker) -> None:
+    status = target.proc_status()
+    assert status["TracerPid"] == "0"
+    assert status["State"][0] not in "tTZ", status["State"]
+
+
+def _inject_marker(target: Checker, n: int, workdir: Path) -> None:
+    """Inject again (the agent is there already): a bootstrap that only prints a line."""
+    found = preflight(target.pid, import_paths())
+    source = f"import os\nos.write(1, b'{{\"injected\": {n}}}\\n')\n"
+    ptrace_inject.inject(found, source, time.time() + 15.0, workdir)
+    assert target.next("injected")["injected"] == n
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_injections_change_no_result_and_stop_no_heartbeat(
+    checker: Any, kind: str, tmp_path: Path
+) -> None:
+    # -S for "busy": nothing imports threading, so the payload queues the bootstrap on the
+    # main thread (the first import of threading must happen there).
+    flags = ["-S"] if kind == "busy" else []
+    target = checker([sys.executable, *flags, str(TARGETS / "inject_checker.py"), kind])
+    first = target.beats(1)
+    if kind == "busy":
+        assert first["threading"] is None
+    found = preflight(target.pid, import_paths())
+    assert inject_agent(found, 15.0, lambda m: None, method="ptrace") == socket_path(target.pid)
+    _running_and_untraced(target)
+    for n in range(1, INJECTIONS):
+        _inject_marker(target, n, tmp_path)
+        _running_and_untraced(target)
+    after = target.beats(3)
+    assert after["bad"] == 0, after  # no float or vector result changed
+    assert after["short_sleeps"] == 0, after  # no sleep cut short
+    assert after["threading"] is True, after  # threading.main_thread() is the main thread
+    assert after["beat"] > first["beat"]
+    _running_and_untraced(target)
+
+
+def test_vector_registers_of_a_borrowed_thread_are_restored(checker: Any, tmp_path: Path) -> None:
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no C compiler")
+    exe = tmp_path / "xmm_spin"
+    subprocess.run([cc, "-O1", "-o", str(exe), str(TARGETS / "xmm_spin.c")], check=True)
+    spin = subprocess.Popen([str(exe)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert spin.stdout is not None and spin.stdout.readline().strip() == "ready"
+        # Its own code is where a running thread may be borrowed: always inside the checks.
+        ranges = [
+            (m.start, m.end) for m in read_maps(spin.pid) if "x" in m.perms and m.path == str(exe)
+        ]
+        source = payload.built("_payload")
+        assert source is not None
+        for n in range(10):
+            library = tmp_path / f"payload-{n}.so"  # the installed file: its constructor is idle
+            shutil.copy(source, library)
+            done = ptrace_inject.load_library(
+                spin.pid, str(library), ranges, 10.0, tmp_path / "abort"
+            )
+            assert done["tid"] == spin.pid and done["handle"]
+        for _ in range(2):
+            line = spin.stdout.readline().split()  # "beat N bad M": one round after the last
+        assert line[0] == "beat" and line[3] == "0", line
+    finally:
+        spin.kill()
+        spin.wait()
+
+
+NATIVE_ONLY = """
+import hashlib, sys
+print("ready", flush=True)
+# About 3 s in OpenSSL's code in one call: no thread is ever at a safe point meanwhile.
+hashlib.pbkdf2_hmac("sha256", b"x", b"salt", 13_000_000)
+print("done", flush=True)
+sys.stdin.read()  # alive until the test ends
+"""
+
+
+def test_no_safe_thread_is_one_line_and_leaves_the_target_alone(tmp_path: Path) -> None:
+    script = tmp_path / "native.py"
+    script.write_text(NATIVE_ONLY)
+    proc = subprocess.Popen(
+        [sys.executable, "-S", str(script)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        with pytest.raises(AttachError) as failed:
+            ensure_agent(proc.pid, inject=True, yes=True, timeout=1.0, method="ptrace")
+        message = str(failed.value)
+        assert message.startswith("injection failed: ptrace: no thread of pid"), message
+        assert "nothing was changed" in message and "\n" not in message
+        assert existing_agent(proc.pid) is None
+        with open(f"/proc/{proc.pid}/status") as f:
+            assert "TracerPid:\t0\n" in f.read()
+        assert proc.stdout.readline().strip() == "done"  # it finished its work
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_ctrl_c_while_the_injector_looks_for_a_thread(tmp_path: Path) -> None:
+    script = tmp_path / "native.py"
+    script.write_text(NATIVE_ONLY)
+    proc = subprocess.Popen(
+        [sys.executable, "-S", str(script)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        cli = subprocess.Popen(
+            [sys.executable, "-m", "vmtop", "top", str(proc.pid), "--once", "--inject"]
+            + ["--method", "ptrace"],
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+        assert cli.stderr is not None
+        assert "loading the agent" in cli.stderr.readline()  # the injector is starting
+        cli.send_signal(signal.SIGINT)
+        rest = cli.communicate(timeout=60)[1]
+        assert cli.returncode == 130, rest
+        assert "Traceback" not in rest
+        with open(f"/proc/{proc.pid}/status") as f:
+            status = f.read()
+        assert "TracerPid:\t0\n" in status
+        assert status.split("State:\t")[1][0] in "RSD", status
+        assert proc.stdout.readline().strip() == "done"
+        assert existing_agent(proc.pid) is None
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_every_method_that_failed_is_named_in_one_line(tmp_path: Path) -> None:
+    target = subprocess.Popen(
+        [sys.executable, "-c", "import time; print('ready', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert target.stdout is not None and target.stdout.readline().strip() == "ready"
+        env = dict(os.environ, PATH=str(tmp_path))  # neither gdb nor lldb can be found
+        proc = subprocess.run(
+            [sys.executable, "-m", "vmtop", "top", str(target.pid), "--once", "--inject"]
+            + ["--method", "gdb"],
+            capture_output=True,
+            text=True,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            timeout=60,
+        )
+        assert proc.returncode == 2
+        assert (
+            proc.stderr.strip()
+            .splitlines()[-1]
+            .endswith("injection failed: gdb: gdb is not installed")
+        ), proc.stderr
+        assert "Traceback" not in proc.stderr
+        assert target.poll() is None
+    finally:
+        target.kill()
+        target.wait()
