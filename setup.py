@@ -11,7 +11,7 @@ setup(
     ext_modules=[
         Extension(
             "vmtop.agent._hooks",
-            sources=["vmtop/agent/_hooks.c", "vmtop/agent/_registry.c"],
+            sources=["vmtop/agent/_hooks.c", "vmtop/agent/_registry.c", "vmtop/agent/_factory.c"],
             depends=["vmtop/agent/_registry.h"],
             optional=True,
         ),

@@ -226,10 +226,21 @@ def test_taking_from_another_thread_loses_no_step() -> None:
         while not stop.is_set():
             add(take()[0])
 
+    async def resumes_then_waits(n: int, until: asyncio.Event) -> None:
+        await resumes(n)
+        await until.wait()  # pending again: its steps stay in the window for take()
+
     async def main() -> list[Any]:
         assert counter.install_factory(asyncio.get_running_loop(), wrap=False)
-        tasks = [asyncio.create_task(resumes(2000)) for _ in range(20)]
+        until = asyncio.Event()
+        tasks = [asyncio.create_task(resumes_then_waits(2000, until)) for _ in range(20)]
         stats = [counter.stat(t) for t in tasks]
+        while any(s.steps < 2001 for s in stats):
+            await asyncio.sleep(0.001)
+        stop.set()
+        thread.join()
+        add(take()[0])
+        until.set()
         await asyncio.gather(*tasks)
         return stats
 
@@ -239,17 +250,15 @@ def test_taking_from_another_thread_loses_no_step() -> None:
     try:
         thread.start()
         stats = asyncio.run(main())
-        stop.set()
-        thread.join()
-        add(take()[0])
     finally:
         stop.set()
         thread.join()
         sys.setswitchinterval(old)
         counter.uninstall()
     assert len(taken) > 0
+    # Each task's 2001 steps before it waited were taken exactly once between the threads.
     assert [taken.get(s, 0) for s in stats] == [2001] * 20
-    assert [s.steps for s in stats] == [2001] * 20
+    assert [s.steps for s in stats] == [2002] * 20  # and one more to finish
 
 
 def test_eager_first_steps_are_counted(counter: StepCounter) -> None:

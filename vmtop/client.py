@@ -207,6 +207,7 @@ class AgentClient:
         accumulate: bool = False,
         kinds: tuple[str, ...] = KINDS,
         memory: bool = True,
+        groups: int = 20,
     ) -> Snapshot:
         result = self.request(
             "snapshot",
@@ -216,6 +217,7 @@ class AgentClient:
             accumulate=accumulate,
             kinds=list(kinds),
             memory=memory,
+            groups=groups,
         )
         return Snapshot.from_dict(result)
 

@@ -55,14 +55,17 @@ is_task(StepHook *self, PyObject *owner)
 static void
 record(StepHook *self, PyObject *owner, double dt, double end)
 {
+    if (owner == NULL || !is_task(self, owner)) {
+        vmtop_registry_other(self->registry, dt);
+        return;
+    }
+    if (PyErr_Occurred() == NULL) {
+        vmtop_registry_step(self->registry, owner, dt, end);
+        return;
+    }
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb); /* the callback's own exception goes back untouched */
-    if (owner != NULL && is_task(self, owner)) {
-        vmtop_registry_step(self->registry, owner, dt, end);
-    }
-    else {
-        vmtop_registry_other(self->registry, dt);
-    }
+    vmtop_registry_step(self->registry, owner, dt, end);
     PyErr_Restore(type, value, tb);
 }
 

@@ -2,32 +2,31 @@
  *
  * Task-per-request servers (aiohttp, uvicorn) make thousands of tasks a second. Counters kept
  * in a dict keyed by task hold each finished request (and its frames) until someone drains
- * them; that cost a watched server ~25 MiB/s. Here the registry holds tasks only weakly: an
- * entry is keyed by the task's address and its TaskStat is a weak reference to the task. The
- * step that finishes a task folds its counts into its group (one per coroutine code object)
- * and drops the entry at once; a pending task that the program lets go of (always a cycle:
- * task <-> the future it waits on) is freed as it would be without us, and the weakref's
- * callback folds it as "abandoned".
+ * them; that cost a watched server ~25 MiB/s. Here the registry holds no task: its table is
+ * keyed by the task's address, and each TaskStat keeps a weak reference to its task whose
+ * callback is the stat itself. The step that finishes a task folds its counts into its group
+ * (one per coroutine code object) and drops the entry at once; a pending task that the
+ * program lets go of (always a cycle: task <-> the future it waits on) is freed as it would be
+ * without us, and the weakref's callback folds it as "abandoned".
  *
- * Registry: entries (address -> TaskStat), groups (code -> GroupStat), the window (TaskStats
- *   that stepped since the last take(), so a refresh costs O(tasks that ran)).
- * TaskFactory: a loop's task factory while a client is attached. It stamps each task's
- *   creation time (for lifetimes) and, for loops whose steps the Handle._run hook cannot see
- *   (uvloop), wraps the coroutine in a CountingCoro that times every send/throw.
- * CountingCoro: a coroutine proxy (am_send) that counts its steps into its TaskStat.
+ * The window (stats that stepped since the last take()) is an intrusive list of live stats, so
+ * a refresh costs O(tasks that ran) and a client that never asks holds nothing more than one
+ * entry per pending task. A step costs a table probe, a few additions and, for asyncio's C
+ * Task, a direct call of its `_state` getter (no allocation); a task costs one stat and one
+ * weak reference.
  *
  * Every update happens under the GIL with no Python code between reading a structure and
- * writing it, so take() from the agent's thread loses nothing. A task's entry is removed last.
+ * writing it, so take() from the agent's thread loses nothing.
  */
 #include "_registry.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <structmember.h>
 #include <time.h>
 
 static PyObject *str_state, *str_exception, *str_pending, *str_cancelled, *str_get_coro,
-    *str_cr_code, *str_gi_code, *str_cr_frame, *str_cr_suspended, *str_loop, *str_throw,
-    *str_close;
+    *str_cr_code, *str_gi_code;
 
 double
 vmtop_now(void)
@@ -111,28 +110,25 @@ PyTypeObject VmtopGroupStatType = {
 
 /* ---- TaskStat ------------------------------------------------------------------------- */
 
-/* A new stat for `task`, a weak reference whose callback is the registry's `_gone`. */
 static TaskStat *
-stat_new(Registry *reg, PyObject *task, GroupStat *group, double created)
+stat_alloc(Registry *reg, GroupStat *group, double created)
 {
-    PyObject *args = PyTuple_Pack(2, task, reg->gone);
-    if (args == NULL) {
-        return NULL;
-    }
-    TaskStat *s = (TaskStat *)PyObject_Call((PyObject *)&VmtopTaskStatType, args, NULL);
-    Py_DECREF(args);
+    TaskStat *s = PyObject_New(TaskStat, &VmtopTaskStatType);
     if (s == NULL) {
         return NULL;
     }
-    s->addr = task;
+    s->addr = NULL;
+    s->wr = NULL;
     s->group = (GroupStat *)Py_NewRef((PyObject *)group);
+    s->reg = reg;
     s->steps = 0;
     s->secs = 0.0;
     s->created = created;
     s->last = NAN;
-    s->epoch = 0;
     s->win_steps = 0;
     s->win_secs = 0.0;
+    s->wprev = s->wnext = NULL;
+    s->in_window = 0;
     s->finished = 0;
     return s;
 }
@@ -140,38 +136,37 @@ stat_new(Registry *reg, PyObject *task, GroupStat *group, double created)
 static void
 stat_dealloc(TaskStat *s)
 {
+    Py_CLEAR(s->wr);
     Py_CLEAR(s->group);
-    _PyWeakref_RefType.tp_dealloc((PyObject *)s);
+    PyObject_Free(s);
+}
+
+/* Called as the weak reference's callback: the task was freed while pending. */
+static PyObject *
+stat_call(TaskStat *s, PyObject *args, PyObject *kwds)
+{
+    if (!s->finished) {
+        vmtop_finish(s->reg, s, VMTOP_ABANDONED, vmtop_now());
+    }
+    Py_RETURN_NONE;
 }
 
 /* The task while it is pending and alive, else None. */
 static PyObject *
 stat_get_task(TaskStat *s, void *closure)
 {
-    if (s->finished) {
+    if (s->finished || s->wr == NULL) {
         Py_RETURN_NONE;
     }
 #if PY_VERSION_HEX >= 0x030D0000
     PyObject *task = NULL;
-    if (PyWeakref_GetRef((PyObject *)s, &task) < 0) {
+    if (PyWeakref_GetRef(s->wr, &task) < 0) {
         return NULL;
     }
     return task != NULL ? task : Py_NewRef(Py_None);
 #else
-    return Py_NewRef(PyWeakref_GET_OBJECT((PyObject *)s));
+    return Py_NewRef(PyWeakref_GET_OBJECT(s->wr));
 #endif
-}
-
-static Py_hash_t
-stat_hash(PyObject *s)
-{
-    return PyBaseObject_Type.tp_hash(s); /* identity: a stat outlives its task */
-}
-
-static PyObject *
-stat_richcompare(PyObject *a, PyObject *b, int op)
-{
-    return PyBaseObject_Type.tp_richcompare(a, b, op);
 }
 
 static PyMemberDef stat_members[] = {
@@ -192,21 +187,133 @@ static PyGetSetDef stat_getset[] = {
 PyTypeObject VmtopTaskStatType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "vmtop.agent._hooks.TaskStat",
-    .tp_doc = "Steps and seconds of one task: a weak reference to it.",
+    .tp_doc = "Steps and seconds of one task (weakly tied to it).",
     .tp_basicsize = sizeof(TaskStat),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_dealloc = (destructor)stat_dealloc,
-    .tp_hash = stat_hash,
-    .tp_richcompare = stat_richcompare,
+    .tp_call = (ternaryfunc)stat_call,
     .tp_members = stat_members,
     .tp_getset = stat_getset,
 };
 
-/* ---- Registry internals ---------------------------------------------------------------- */
+/* ---- the table: task address -> TaskStat ---------------------------------------------- */
+
+#define TOMBSTONE ((void *)1)
+
+static inline Py_ssize_t
+slot_of(void *addr, Py_ssize_t mask)
+{
+    uint64_t h = ((uint64_t)(uintptr_t)addr >> 4) * 0x9E3779B97F4A7C15ULL;
+    return (Py_ssize_t)(h >> 20) & mask;
+}
+
+static TaskStat *
+table_get(StatTable *t, void *addr)
+{
+    if (t->size == 0) {
+        return NULL;
+    }
+    Py_ssize_t mask = t->size - 1;
+    for (Py_ssize_t i = slot_of(addr, mask);; i = (i + 1) & mask) {
+        void *k = t->keys[i];
+        if (k == addr) {
+            return t->values[i];
+        }
+        if (k == NULL) {
+            return NULL;
+        }
+    }
+}
+
+static int
+table_resize(StatTable *t, Py_ssize_t size)
+{
+    void **keys = PyMem_Calloc((size_t)size, sizeof(void *));
+    TaskStat **values = PyMem_Calloc((size_t)size, sizeof(TaskStat *));
+    if (keys == NULL || values == NULL) {
+        PyMem_Free(keys);
+        PyMem_Free(values);
+        PyErr_NoMemory();
+        return -1;
+    }
+    Py_ssize_t mask = size - 1;
+    for (Py_ssize_t j = 0; j < t->size; j++) {
+        void *k = t->keys[j];
+        if (k != NULL && k != TOMBSTONE) {
+            Py_ssize_t i = slot_of(k, mask);
+            while (keys[i] != NULL) {
+                i = (i + 1) & mask;
+            }
+            keys[i] = k;
+            values[i] = t->values[j];
+        }
+    }
+    PyMem_Free(t->keys);
+    PyMem_Free(t->values);
+    t->keys = keys;
+    t->values = values;
+    t->size = size;
+    t->filled = t->used;
+    return 0;
+}
+
+/* Insert (the table takes a new reference to the stat). */
+static int
+table_put(StatTable *t, void *addr, TaskStat *stat)
+{
+    if ((t->filled + 1) * 2 > t->size) {
+        Py_ssize_t size = 64;
+        while (size < (t->used + 1) * 4) {
+            size *= 2;
+        }
+        if (table_resize(t, size) < 0) {
+            return -1;
+        }
+    }
+    Py_ssize_t mask = t->size - 1;
+    Py_ssize_t i = slot_of(addr, mask);
+    while (t->keys[i] != NULL && t->keys[i] != TOMBSTONE) {
+        i = (i + 1) & mask;
+    }
+    if (t->keys[i] == NULL) {
+        t->filled += 1;
+    }
+    t->keys[i] = addr;
+    t->values[i] = (TaskStat *)Py_NewRef((PyObject *)stat);
+    t->used += 1;
+    return 0;
+}
+
+/* Remove the entry of `addr` if it is `stat`; returns the table's reference (or NULL). */
+static TaskStat *
+table_pop(StatTable *t, void *addr, TaskStat *stat)
+{
+    if (t->size == 0) {
+        return NULL;
+    }
+    Py_ssize_t mask = t->size - 1;
+    for (Py_ssize_t i = slot_of(addr, mask);; i = (i + 1) & mask) {
+        void *k = t->keys[i];
+        if (k == NULL) {
+            return NULL;
+        }
+        if (k == addr) {
+            if (t->values[i] != stat) {
+                return NULL;
+            }
+            t->keys[i] = TOMBSTONE;
+            t->values[i] = NULL;
+            t->used -= 1;
+            return stat;
+        }
+    }
+}
+
+/* ---- counting --------------------------------------------------------------------------- */
 
 /* The group of a coroutine (borrowed reference), made on first sight. */
-static GroupStat *
-group_for_coro(Registry *reg, PyObject *coro)
+GroupStat *
+vmtop_group_for_coro(Registry *reg, PyObject *coro)
 {
     PyObject *code = PyObject_GetAttr(coro, str_cr_code);
     if (code == NULL) {
@@ -245,60 +352,27 @@ group_for_task(Registry *reg, PyObject *task)
         PyErr_Clear();
         return reg->other;
     }
-    GroupStat *g = group_for_coro(reg, coro);
+    GroupStat *g = vmtop_group_for_coro(reg, coro);
     Py_DECREF(coro);
     return g;
 }
 
-static PyObject *
-key_of(void *addr)
+/* A new entry for `task` in `group` (borrowed; the table holds it). */
+TaskStat *
+vmtop_stat_register(Registry *reg, PyObject *task, GroupStat *group, double created)
 {
-    return PyLong_FromVoidPtr(addr);
-}
-
-static int
-register_entry(Registry *reg, TaskStat *stat)
-{
-    PyObject *key = key_of(stat->addr);
-    if (key == NULL) {
-        return -1;
-    }
-    int rc = PyDict_SetItem(reg->entries, key, (PyObject *)stat);
-    Py_DECREF(key);
-    return rc;
-}
-
-static TaskStat *
-lookup(Registry *reg, PyObject *task)
-{
-    PyObject *key = key_of(task);
-    if (key == NULL) {
-        return NULL;
-    }
-    PyObject *s = PyDict_GetItemWithError(reg->entries, key); /* borrowed */
-    Py_DECREF(key);
-    return (TaskStat *)s;
-}
-
-/* The entry of `task` (borrowed), made when missing: `created` NaN means "older than us". */
-static TaskStat *
-stat_for(Registry *reg, PyObject *task, double created)
-{
-    TaskStat *s = lookup(reg, task);
-    if (s != NULL || PyErr_Occurred()) {
-        return s;
-    }
-    GroupStat *group = group_for_task(reg, task); /* may run Python code: before the insert */
-    TaskStat *stat = stat_new(reg, task, group, created);
+    TaskStat *stat = stat_alloc(reg, group, created);
     if (stat == NULL) {
         return NULL;
     }
-    if (register_entry(reg, stat) < 0) {
-        stat->finished = 1; /* its callback must not count it */
+    stat->addr = task;
+    stat->wr = PyWeakref_NewRef(task, (PyObject *)stat); /* holds the stat: a cycle we break */
+    if (stat->wr == NULL || table_put(&reg->table, task, stat) < 0) {
+        Py_CLEAR(stat->wr);
         Py_DECREF(stat);
         return NULL;
     }
-    Py_DECREF(stat); /* the dict holds it */
+    Py_DECREF(stat); /* the table's reference (and the weakref's) remain */
     group->live += 1;
     if (isnan(created)) {
         group->adopted += 1;
@@ -311,28 +385,52 @@ stat_for(Registry *reg, PyObject *task, double created)
     return stat;
 }
 
-static int
-count_step(Registry *reg, TaskStat *stat, long long steps, double dt, double end)
+/* The entry of `task` (borrowed), made when missing: `created` NaN means "older than us". */
+TaskStat *
+vmtop_stat_for(Registry *reg, PyObject *task, double created)
+{
+    TaskStat *s = table_get(&reg->table, task);
+    if (s != NULL) {
+        return s;
+    }
+    return vmtop_stat_register(reg, task, group_for_task(reg, task), created);
+}
+
+void
+vmtop_count(Registry *reg, TaskStat *stat, long long steps, double dt, double end)
 {
     stat->steps += steps;
     stat->secs += dt;
     stat->last = end;
     stat->group->steps += steps;
     stat->group->secs += dt;
-    if (stat->epoch != reg->epoch) {
-        if (PyList_Append(reg->window, (PyObject *)stat) < 0) {
-            return -1;
-        }
-        stat->epoch = reg->epoch;
+    if (stat->finished) {
+        return;
+    }
+    if (!stat->in_window) {
+        TaskStat *head = &reg->window;
+        stat->wprev = head->wprev;
+        stat->wnext = head;
+        head->wprev->wnext = stat;
+        head->wprev = stat;
+        stat->in_window = 1;
         stat->win_steps = 0;
         stat->win_secs = 0.0;
     }
     stat->win_steps += steps;
     stat->win_secs += dt;
-    return 0;
 }
 
-enum outcome { OK = 0, CANCELLED = 1, FAILED = 2, ABANDONED = 3 };
+static void
+window_unlink(TaskStat *stat)
+{
+    if (stat->in_window) {
+        stat->wprev->wnext = stat->wnext;
+        stat->wnext->wprev = stat->wprev;
+        stat->wprev = stat->wnext = NULL;
+        stat->in_window = 0;
+    }
+}
 
 static void
 hist_add(GroupStat *g, double lifetime)
@@ -350,21 +448,21 @@ hist_add(GroupStat *g, double lifetime)
     g->hist[i] += 1;
 }
 
-static void
-fold(Registry *reg, GroupStat *g, enum outcome how, double lifetime)
+void
+vmtop_fold(Registry *reg, GroupStat *g, enum vmtop_outcome how, double lifetime)
 {
     g->live -= 1;
-    if (how == ABANDONED) {
+    if (how == VMTOP_ABANDONED) {
         g->abandoned += 1;
         reg->abandoned += 1;
         return;
     }
     g->finished += 1;
     reg->finished += 1;
-    if (how == CANCELLED) {
+    if (how == VMTOP_CANCELLED) {
         g->cancelled += 1;
     }
-    else if (how == FAILED) {
+    else if (how == VMTOP_FAILED) {
         g->failed += 1;
     }
     if (!isnan(lifetime)) {
@@ -372,49 +470,55 @@ fold(Registry *reg, GroupStat *g, enum outcome how, double lifetime)
     }
 }
 
-/* Fold a task into its group and drop its entry (last: the entry may be the stat's only
- * reference). */
-static void
-finish(Registry *reg, TaskStat *stat, enum outcome how, double end)
+/* Fold a task into its group and drop its entry and weak reference. */
+void
+vmtop_finish(Registry *reg, TaskStat *stat, enum vmtop_outcome how, double end)
 {
     if (stat->finished) {
         return;
     }
     stat->finished = 1;
-    fold(reg, stat->group, how, end - stat->created);
-    PyObject *key = key_of(stat->addr);
-    if (key == NULL) {
-        PyErr_Clear();
-        return;
-    }
-    PyObject *entry = PyDict_GetItemWithError(reg->entries, key);
-    if (entry == (PyObject *)stat && PyDict_DelItem(reg->entries, key) < 0) {
-        PyErr_Clear();
-    }
-    PyErr_Clear();
-    Py_DECREF(key);
+    window_unlink(stat);
+    vmtop_fold(reg, stat->group, how, end - stat->created);
+    Py_INCREF(stat); /* until the end of this function */
+    Py_CLEAR(stat->wr); /* the weakref held the stat as its callback */
+    TaskStat *popped = table_pop(&reg->table, stat->addr, stat);
+    Py_XDECREF(popped);
+    Py_DECREF(stat);
 }
 
 /* How a task that is no longer pending ended, or -1 while it is pending. No side effects
  * (Future.exception() would mark the exception as retrieved). */
-static int
-task_outcome(PyObject *task)
+int
+vmtop_task_outcome(Registry *reg, PyObject *task)
 {
-    PyObject *state = PyObject_GetAttr(task, str_state);
+    PyObject *state;
+    if (Py_IS_TYPE(task, reg->task_type) && reg->state_get != NULL) {
+        state = reg->state_get(task, reg->state_closure);
+    }
+    else {
+        state = PyObject_GetAttr(task, str_state);
+    }
     if (state == NULL) {
         PyErr_Clear();
         return -1;
     }
     int how = -1;
-    if (state == str_pending || PyUnicode_Compare(state, str_pending) == 0) {
+    if (state == str_pending) {
         how = -1;
     }
-    else if (state == str_cancelled || PyUnicode_Compare(state, str_cancelled) == 0) {
-        how = CANCELLED;
+    else if (state == str_cancelled) {
+        how = VMTOP_CANCELLED;
+    }
+    else if (PyUnicode_Check(state) && PyUnicode_Compare(state, str_pending) == 0) {
+        how = -1;
+    }
+    else if (PyUnicode_Check(state) && PyUnicode_Compare(state, str_cancelled) == 0) {
+        how = VMTOP_CANCELLED;
     }
     else {
         PyObject *exc = PyObject_GetAttr(task, str_exception);
-        how = (exc != NULL && exc != Py_None) ? FAILED : OK;
+        how = (exc != NULL && exc != Py_None) ? VMTOP_FAILED : VMTOP_OK;
         Py_XDECREF(exc);
     }
     PyErr_Clear();
@@ -425,14 +529,15 @@ task_outcome(PyObject *task)
 void
 vmtop_registry_step(Registry *reg, PyObject *task, double dt, double end)
 {
-    TaskStat *stat = stat_for(reg, task, NAN);
-    if (stat == NULL || count_step(reg, stat, 1, dt, end) < 0) {
+    TaskStat *stat = vmtop_stat_for(reg, task, NAN);
+    if (stat == NULL) {
         PyErr_Clear(); /* bookkeeping (memory) never reaches the program */
         return;
     }
-    int how = task_outcome(task);
+    vmtop_count(reg, stat, 1, dt, end);
+    int how = vmtop_task_outcome(reg, task);
     if (how >= 0) {
-        finish(reg, stat, (enum outcome)how, end);
+        vmtop_finish(reg, stat, (enum vmtop_outcome)how, end);
     }
 }
 
@@ -445,43 +550,46 @@ vmtop_registry_other(Registry *reg, double dt)
 
 /* ---- Registry type --------------------------------------------------------------------- */
 
-/* The weakref callback of every TaskStat: its task was freed while pending. */
-static PyObject *
-registry_gone(Registry *reg, PyObject *stat)
+static void
+find_state_getter(Registry *reg, PyObject *task_type)
 {
-    if (Py_IS_TYPE(stat, &VmtopTaskStatType) && reg->entries != NULL) {
-        finish(reg, (TaskStat *)stat, ABANDONED, vmtop_now());
+    if (!PyType_Check(task_type)) {
+        return;
     }
-    Py_RETURN_NONE;
+    PyTypeObject *tt = (PyTypeObject *)task_type;
+    for (PyTypeObject *t = tt; t != NULL; t = t->tp_base) {
+        for (PyGetSetDef *gs = t->tp_getset; gs != NULL && gs->name != NULL; gs++) {
+            if (strcmp(gs->name, "_state") == 0 && gs->get != NULL) {
+                reg->task_type = (PyTypeObject *)Py_NewRef(task_type);
+                reg->state_get = gs->get;
+                reg->state_closure = gs->closure;
+                return;
+            }
+        }
+    }
 }
-
-static PyMethodDef gone_def = {"_gone", (PyCFunction)registry_gone, METH_O,
-                               "weakref callback: fold a task dropped while pending"};
 
 static PyObject *
 registry_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
-    PyObject *cancelled_error;
+    PyObject *cancelled_error, *task_type = Py_None;
     Py_ssize_t max_groups = 2000;
-    static char *kwlist[] = {"cancelled_error", "max_groups", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|n:Registry", kwlist, &cancelled_error,
-                                     &max_groups)) {
+    static char *kwlist[] = {"cancelled_error", "task_type", "max_groups", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|On:Registry", kwlist, &cancelled_error,
+                                     &task_type, &max_groups)) {
         return NULL;
     }
     Registry *reg = (Registry *)type->tp_alloc(type, 0);
     if (reg == NULL) {
         return NULL;
     }
-    reg->entries = PyDict_New();
     reg->groups = PyDict_New();
-    reg->window = PyList_New(0);
     reg->other = group_new(Py_None);
     reg->cancelled_error = Py_NewRef(cancelled_error);
-    reg->gone = PyCFunction_New(&gone_def, (PyObject *)reg);
     reg->max_groups = max_groups;
-    reg->epoch = 1;
-    if (reg->entries == NULL || reg->groups == NULL || reg->window == NULL ||
-        reg->other == NULL || reg->gone == NULL) {
+    reg->window.wprev = reg->window.wnext = &reg->window;
+    find_state_getter(reg, task_type);
+    if (reg->groups == NULL || reg->other == NULL) {
         Py_DECREF(reg);
         return NULL;
     }
@@ -491,38 +599,42 @@ registry_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 static int
 registry_traverse(Registry *reg, visitproc visit, void *arg)
 {
-    Py_VISIT(reg->entries);
     Py_VISIT(reg->groups);
-    Py_VISIT(reg->window);
     Py_VISIT(reg->cancelled_error);
-    Py_VISIT(reg->gone);
     return 0;
 }
 
-/* Forget every entry (detach): their stats no longer point at tasks. */
+/* Forget every entry (detach): no stat counts or folds any more, no weakref is left. */
 static void
 drop_entries(Registry *reg)
 {
-    PyObject *key, *value;
-    Py_ssize_t pos = 0;
-    while (PyDict_Next(reg->entries, &pos, &key, &value)) {
-        ((TaskStat *)value)->finished = 1; /* no longer counted, nor folded */
+    StatTable *t = &reg->table;
+    for (Py_ssize_t i = 0; i < t->size; i++) {
+        void *k = t->keys[i];
+        if (k != NULL && k != TOMBSTONE) {
+            TaskStat *s = t->values[i];
+            s->finished = 1;
+            window_unlink(s);
+            Py_CLEAR(s->wr);
+            Py_DECREF(s);
+        }
     }
-    PyDict_Clear(reg->entries);
+    PyMem_Free(t->keys);
+    PyMem_Free(t->values);
+    t->keys = NULL;
+    t->values = NULL;
+    t->size = t->used = t->filled = 0;
+    reg->window.wprev = reg->window.wnext = &reg->window;
 }
 
 static int
 registry_clear_refs(Registry *reg)
 {
-    if (reg->entries != NULL) {
-        drop_entries(reg);
-    }
-    Py_CLEAR(reg->entries);
+    drop_entries(reg);
     Py_CLEAR(reg->groups);
-    Py_CLEAR(reg->window);
     Py_CLEAR(reg->cancelled_error);
     Py_CLEAR(reg->other);
-    Py_CLEAR(reg->gone);
+    Py_CLEAR(reg->task_type);
     return 0;
 }
 
@@ -534,57 +646,70 @@ registry_dealloc(Registry *reg)
     Py_TYPE(reg)->tp_free((PyObject *)reg);
 }
 
+typedef struct {
+    TaskStat *stat;
+    long long steps;
+    double secs;
+} Taken;
+
 static PyObject *
 registry_take(Registry *reg, PyObject *unused)
 {
-    PyObject *fresh = PyList_New(0);
-    if (fresh == NULL) {
-        return NULL;
+    /* First, with no Python object made (nothing can run Python code or switch threads),
+     * copy the window and empty it; then build the answer from the copy. */
+    TaskStat *head = &reg->window;
+    Py_ssize_t n = 0;
+    for (TaskStat *s = head->wnext; s != head; s = s->wnext) {
+        n += 1;
     }
-    PyObject *window = reg->window;
-    Py_ssize_t n = PyList_GET_SIZE(window);
-    PyObject *out = PyList_New(n);
-    PyObject *other = Py_BuildValue("[Ld]", reg->other_n, reg->other_secs);
-    if (out == NULL || other == NULL) {
-        Py_DECREF(fresh);
-        Py_XDECREF(out);
-        Py_XDECREF(other);
-        return NULL;
+    Taken *copy = PyMem_Malloc(sizeof(Taken) * (size_t)(n ? n : 1));
+    if (copy == NULL) {
+        return PyErr_NoMemory();
     }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        TaskStat *s = (TaskStat *)PyList_GET_ITEM(window, i);
-        PyObject *item = Py_BuildValue("(OLd)", (PyObject *)s, s->win_steps, s->win_secs);
-        if (item == NULL) {
-            Py_DECREF(fresh);
-            Py_DECREF(out);
-            Py_DECREF(other);
-            return NULL;
-        }
-        PyList_SET_ITEM(out, i, item);
+    Py_ssize_t i = 0;
+    for (TaskStat *s = head->wnext; s != head;) {
+        TaskStat *next = s->wnext;
+        copy[i].stat = (TaskStat *)Py_NewRef((PyObject *)s);
+        copy[i].steps = s->win_steps;
+        copy[i].secs = s->win_secs;
+        s->wprev = s->wnext = NULL;
+        s->in_window = 0;
+        i += 1;
+        s = next;
     }
-    /* Nothing above ran Python code: no step happened in between. */
-    reg->window = fresh;
-    reg->epoch += 1;
+    head->wprev = head->wnext = head;
+    long long other_n = reg->other_n;
+    double other_secs = reg->other_secs;
     reg->other_n = 0;
     reg->other_secs = 0.0;
-    Py_DECREF(window);
-    PyObject *result = PyTuple_Pack(2, out, other);
-    Py_DECREF(out);
-    Py_DECREF(other);
+
+    PyObject *out = PyList_New(n);
+    for (i = 0; i < n; i++) {
+        PyObject *item = NULL;
+        if (out != NULL) {
+            item = Py_BuildValue("(OLd)", (PyObject *)copy[i].stat, copy[i].steps, copy[i].secs);
+            if (item == NULL) {
+                Py_CLEAR(out);
+            }
+            else {
+                PyList_SET_ITEM(out, i, item);
+            }
+        }
+        Py_DECREF(copy[i].stat);
+    }
+    PyMem_Free(copy);
+    if (out == NULL) {
+        return NULL;
+    }
+    PyObject *result = Py_BuildValue("(N[Ld])", out, other_n, other_secs);
     return result;
 }
 
 static PyObject *
 registry_stat(Registry *reg, PyObject *task)
 {
-    PyObject *s = (PyObject *)lookup(reg, task);
-    if (s == NULL) {
-        if (PyErr_Occurred()) {
-            return NULL;
-        }
-        Py_RETURN_NONE;
-    }
-    return Py_NewRef(s);
+    TaskStat *s = table_get(&reg->table, task);
+    return Py_NewRef(s != NULL ? (PyObject *)s : Py_None);
 }
 
 static PyObject *
@@ -596,10 +721,11 @@ registry_add(Registry *reg, PyObject *args)
     if (!PyArg_ParseTuple(args, "OLd:add", &task, &steps, &seconds)) {
         return NULL;
     }
-    TaskStat *stat = stat_for(reg, task, NAN);
-    if (stat == NULL || count_step(reg, stat, steps, seconds, vmtop_now()) < 0) {
+    TaskStat *stat = vmtop_stat_for(reg, task, NAN);
+    if (stat == NULL) {
         return NULL;
     }
+    vmtop_count(reg, stat, steps, seconds, vmtop_now());
     Py_RETURN_NONE;
 }
 
@@ -619,15 +745,13 @@ registry_top(Registry *reg, PyObject *args)
     if (best == NULL) {
         return PyErr_NoMemory();
     }
-    Py_ssize_t have = 0, pos = 0;
-    PyObject *key, *value;
-    /* A sorted array of the best `n` (descending); insertion keeps it O(N * n) worst case,
-     * O(N) when few entries beat the current n-th. */
-    while (PyDict_Next(reg->entries, &pos, &key, &value)) {
-        TaskStat *s = (TaskStat *)value;
-        if (s->finished) {
+    Py_ssize_t have = 0;
+    StatTable *t = &reg->table;
+    for (Py_ssize_t j = 0; j < t->size; j++) {
+        if (t->keys[j] == NULL || t->keys[j] == TOMBSTONE) {
             continue;
         }
+        TaskStat *s = t->values[j];
         double v = by ? s->secs : (double)s->steps;
         if (have == n) {
             double worst = by ? best[n - 1]->secs : (double)best[n - 1]->steps;
@@ -674,9 +798,9 @@ registry_clear(Registry *reg, PyObject *unused)
 }
 
 static PyObject *
-registry_len(Registry *reg, PyObject *unused)
+registry_live(Registry *reg, PyObject *unused)
 {
-    return PyLong_FromSsize_t(PyDict_GET_SIZE(reg->entries));
+    return PyLong_FromSsize_t(reg->table.used);
 }
 
 static PyMethodDef registry_methods[] = {
@@ -689,7 +813,7 @@ static PyMethodDef registry_methods[] = {
      "top(n, by) -> the n live TaskStats with most steps (by=0) or seconds (by=1)."},
     {"group_list", (PyCFunction)registry_group_list, METH_NOARGS, "every GroupStat."},
     {"clear", (PyCFunction)registry_clear, METH_NOARGS, "forget every entry (detach)."},
-    {"live", (PyCFunction)registry_len, METH_NOARGS, "number of entries (pending tasks)."},
+    {"live", (PyCFunction)registry_live, METH_NOARGS, "number of entries (pending tasks)."},
     {NULL},
 };
 
@@ -715,470 +839,6 @@ PyTypeObject VmtopRegistryType = {
     .tp_members = registry_members,
 };
 
-/* ---- CountingCoro --------------------------------------------------------------------- */
-
-/* Until its task exists (the factory makes the task after the proxy), a proxy's counts go
- * straight to its group, and an eager first step that ends the task folds it there. */
-typedef struct {
-    PyObject_HEAD
-    PyObject *inner;
-    Registry *reg;
-    GroupStat *group;
-    TaskStat *stat; /* NULL until the factory registered the task */
-    double created;
-    long long early_steps;
-    double early_secs;
-    int ended;
-} CountingCoro;
-
-static CountingCoro *
-coro_wrap(Registry *reg, PyObject *inner, GroupStat *group, double created)
-{
-    CountingCoro *c = PyObject_GC_New(CountingCoro, &VmtopCountingCoroType);
-    if (c == NULL) {
-        return NULL;
-    }
-    c->inner = Py_NewRef(inner);
-    c->reg = (Registry *)Py_NewRef((PyObject *)reg);
-    c->group = (GroupStat *)Py_NewRef((PyObject *)group);
-    c->stat = NULL;
-    c->created = created;
-    c->early_steps = 0;
-    c->early_secs = 0.0;
-    c->ended = 0;
-    PyObject_GC_Track(c);
-    return c;
-}
-
-static int
-coro_traverse(CountingCoro *c, visitproc visit, void *arg)
-{
-    Py_VISIT(c->inner);
-    Py_VISIT(c->reg);
-    Py_VISIT(c->stat);
-    return 0;
-}
-
-static int
-coro_clear(CountingCoro *c)
-{
-    Py_CLEAR(c->inner);
-    Py_CLEAR(c->stat);
-    Py_CLEAR(c->group);
-    Py_CLEAR(c->reg);
-    return 0;
-}
-
-static void
-coro_dealloc(CountingCoro *c)
-{
-    PyObject_GC_UnTrack(c);
-    coro_clear(c);
-    PyObject_GC_Del(c);
-}
-
-/* After one send/throw of the inner coroutine: count it, and fold the task when it ended. */
-static void
-coro_counted(CountingCoro *c, PySendResult status, double t0)
-{
-    double end = vmtop_now();
-    if (c->reg == NULL || c->group == NULL) {
-        return;
-    }
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb); /* the step's own exception goes back untouched */
-    enum outcome how = OK;
-    if (status == PYGEN_ERROR && type != NULL) {
-        how = PyErr_GivenExceptionMatches(type, c->reg->cancelled_error) ? CANCELLED : FAILED;
-    }
-    if (c->stat != NULL) {
-        if (count_step(c->reg, c->stat, 1, end - t0, end) < 0) {
-            PyErr_Clear();
-        }
-        if (status != PYGEN_NEXT) {
-            finish(c->reg, c->stat, how, end);
-        }
-    }
-    else if (!c->ended) {
-        c->early_steps += 1;
-        c->early_secs += end - t0;
-        c->group->steps += 1;
-        c->group->secs += end - t0;
-        if (status != PYGEN_NEXT) {
-            c->ended = 1;
-            fold(c->reg, c->group, how, end - c->created);
-        }
-    }
-    PyErr_Restore(type, value, tb);
-}
-
-/* The factory made the proxy's task: from now on its counts go to a TaskStat. */
-static int
-coro_registered(CountingCoro *c, PyObject *task)
-{
-    if (c->ended) {
-        return 0; /* finished inside the factory (eager): already folded */
-    }
-    TaskStat *stat = stat_new(c->reg, task, c->group, c->created);
-    if (stat == NULL) {
-        return -1;
-    }
-    stat->steps = c->early_steps;
-    stat->secs = c->early_secs;
-    if (register_entry(c->reg, stat) < 0) {
-        stat->finished = 1;
-        Py_DECREF(stat);
-        return -1;
-    }
-    c->stat = stat; /* the proxy's reference */
-    return 0;
-}
-
-static PySendResult
-coro_am_send(CountingCoro *c, PyObject *arg, PyObject **result)
-{
-    if (c->inner == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "counting coroutine was cleared");
-        *result = NULL;
-        return PYGEN_ERROR;
-    }
-    double t0 = vmtop_now();
-    PySendResult status = PyIter_Send(c->inner, arg, result);
-    coro_counted(c, status, t0);
-    return status;
-}
-
-/* The Python-level send()/__next__: PYGEN_RETURN becomes StopIteration(value). */
-static PyObject *
-send_result(PySendResult status, PyObject *result)
-{
-    if (status == PYGEN_NEXT) {
-        return result;
-    }
-    if (status == PYGEN_RETURN) {
-        if (result == Py_None) {
-            Py_DECREF(result);
-            PyErr_SetNone(PyExc_StopIteration);
-            return NULL;
-        }
-        PyObject *stop = PyObject_CallOneArg(PyExc_StopIteration, result);
-        Py_DECREF(result);
-        if (stop != NULL) {
-            PyErr_SetObject(PyExc_StopIteration, stop);
-            Py_DECREF(stop);
-        }
-        return NULL;
-    }
-    return NULL;
-}
-
-static PyObject *
-coro_send(CountingCoro *c, PyObject *arg)
-{
-    PyObject *result = NULL;
-    PySendResult status = coro_am_send(c, arg, &result);
-    return send_result(status, result);
-}
-
-static PyObject *
-coro_iternext(CountingCoro *c)
-{
-    PyObject *result = NULL;
-    PySendResult status = coro_am_send(c, Py_None, &result);
-    if (status == PYGEN_RETURN && result == Py_None) {
-        Py_DECREF(result);
-        return NULL; /* StopIteration without a value */
-    }
-    return send_result(status, result);
-}
-
-static PyObject *
-coro_throw(CountingCoro *c, PyObject *args)
-{
-    if (c->inner == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "counting coroutine was cleared");
-        return NULL;
-    }
-    PyObject *meth = PyObject_GetAttr(c->inner, str_throw);
-    if (meth == NULL) {
-        return NULL;
-    }
-    double t0 = vmtop_now();
-    PyObject *result = PyObject_Call(meth, args, NULL);
-    Py_DECREF(meth);
-    PySendResult status = PYGEN_NEXT;
-    if (result == NULL) {
-        status = PyErr_ExceptionMatches(PyExc_StopIteration) ? PYGEN_RETURN : PYGEN_ERROR;
-    }
-    coro_counted(c, status, t0);
-    return result;
-}
-
-static PyObject *
-coro_close(CountingCoro *c, PyObject *unused)
-{
-    if (c->inner == NULL) {
-        Py_RETURN_NONE;
-    }
-    return PyObject_CallMethodNoArgs(c->inner, str_close);
-}
-
-static PyObject *
-coro_await(CountingCoro *c)
-{
-    return Py_NewRef((PyObject *)c);
-}
-
-/* Anything else (cr_frame, cr_await, cr_code, __qualname__, ...) is the inner coroutine's. */
-static PyObject *
-coro_getattro(CountingCoro *c, PyObject *name)
-{
-    PyObject *v = PyObject_GenericGetAttr((PyObject *)c, name);
-    if (v != NULL || !PyErr_ExceptionMatches(PyExc_AttributeError) || c->inner == NULL) {
-        return v;
-    }
-    PyErr_Clear();
-    return PyObject_GetAttr(c->inner, name);
-}
-
-static PyObject *
-coro_repr(CountingCoro *c)
-{
-    return c->inner != NULL ? PyObject_Repr(c->inner) : PyUnicode_FromString("<cleared>");
-}
-
-static PyAsyncMethods coro_async = {
-    .am_await = (unaryfunc)coro_await,
-    .am_send = (sendfunc)coro_am_send,
-};
-
-static PyMethodDef coro_methods[] = {
-    {"send", (PyCFunction)coro_send, METH_O, "send(value): one step of the inner coroutine."},
-    {"throw", (PyCFunction)coro_throw, METH_VARARGS, "throw(exc): into the inner coroutine."},
-    {"close", (PyCFunction)coro_close, METH_NOARGS, "close the inner coroutine."},
-    {NULL},
-};
-
-static PyMemberDef coro_members[] = {
-    {"__wrapped__", T_OBJECT, offsetof(CountingCoro, inner), READONLY, "the inner coroutine"},
-    {"_vmtop_stat", T_OBJECT, offsetof(CountingCoro, stat), READONLY, "its TaskStat, or None"},
-    {NULL},
-};
-
-PyTypeObject VmtopCountingCoroType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "vmtop.agent._hooks.CountingCoro",
-    .tp_doc = "A coroutine that counts the steps and step time of the one it wraps.",
-    .tp_basicsize = sizeof(CountingCoro),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-    .tp_traverse = (traverseproc)coro_traverse,
-    .tp_clear = (inquiry)coro_clear,
-    .tp_dealloc = (destructor)coro_dealloc,
-    .tp_as_async = &coro_async,
-    .tp_iter = PyObject_SelfIter,
-    .tp_iternext = (iternextfunc)coro_iternext,
-    .tp_getattro = (getattrofunc)coro_getattro,
-    .tp_repr = (reprfunc)coro_repr,
-    .tp_methods = coro_methods,
-    .tp_members = coro_members,
-};
-
-/* ---- TaskFactory ---------------------------------------------------------------------- */
-
-typedef struct {
-    PyObject_HEAD
-    vectorcallfunc vectorcall;
-    Registry *reg;
-    PyObject *original;  /* the loop's factory before ours, or None */
-    PyObject *task_type; /* asyncio.Task, when original is None */
-    int wrap;            /* wrap coroutines in CountingCoro (loops whose Handle we cannot hook) */
-} TaskFactory;
-
-/* Whether `coro` already ran a step (an eager task factory started it). */
-static int
-coro_started(PyObject *coro)
-{
-    PyObject *susp = PyObject_GetAttr(coro, str_cr_suspended);
-    if (susp != NULL) {
-        int r = PyObject_IsTrue(susp);
-        Py_DECREF(susp);
-        if (r > 0) {
-            return 1;
-        }
-    }
-    PyErr_Clear();
-    PyObject *frame = PyObject_GetAttr(coro, str_cr_frame);
-    if (frame == NULL) {
-        PyErr_Clear();
-        return 0;
-    }
-    int gone = frame == Py_None;
-    Py_DECREF(frame);
-    return gone;
-}
-
-static PyObject *
-make_task(TaskFactory *f, PyObject *loop, PyObject *coro, PyObject *const *kwvalues,
-          PyObject *kwnames)
-{
-    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
-    if (f->original != Py_None) {
-        PyObject *stack[2 + 16];
-        if (nkw > 16) {
-            PyErr_SetString(PyExc_TypeError, "too many keyword arguments");
-            return NULL;
-        }
-        stack[0] = loop;
-        stack[1] = coro;
-        for (Py_ssize_t i = 0; i < nkw; i++) {
-            stack[2 + i] = kwvalues[i];
-        }
-        return PyObject_Vectorcall(f->original, stack, 2, kwnames);
-    }
-    PyObject *kwargs = PyDict_New();
-    if (kwargs == NULL) {
-        return NULL;
-    }
-    for (Py_ssize_t i = 0; i < nkw; i++) {
-        if (PyDict_SetItem(kwargs, PyTuple_GET_ITEM(kwnames, i), kwvalues[i]) < 0) {
-            Py_DECREF(kwargs);
-            return NULL;
-        }
-    }
-    PyObject *task = NULL;
-    PyObject *args = PyTuple_Pack(1, coro);
-    if (args != NULL && PyDict_SetItem(kwargs, str_loop, loop) == 0) {
-        task = PyObject_Call(f->task_type, args, kwargs);
-    }
-    Py_XDECREF(args);
-    Py_DECREF(kwargs);
-    return task;
-}
-
-static PyObject *
-factory_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
-{
-    TaskFactory *f = (TaskFactory *)callable;
-    if (PyVectorcall_NARGS(nargsf) != 2) {
-        PyErr_SetString(PyExc_TypeError, "task factory takes (loop, coro, **kwargs)");
-        return NULL;
-    }
-    PyObject *loop = args[0], *coro = args[1];
-    Registry *reg = f->reg;
-    double t0 = vmtop_now();
-    if (f->wrap) {
-        CountingCoro *proxy = coro_wrap(reg, coro, group_for_coro(reg, coro), t0);
-        if (proxy == NULL) {
-            return NULL;
-        }
-        proxy->group->live += 1;
-        proxy->group->started += 1;
-        reg->created += 1;
-        PyObject *task = make_task(f, loop, (PyObject *)proxy, args + 2, kwnames);
-        if (task == NULL) {
-            if (!proxy->ended) {
-                proxy->ended = 1;
-                fold(reg, proxy->group, ABANDONED, NAN);
-            }
-        }
-        else if (coro_registered(proxy, task) < 0) {
-            PyErr_Clear();
-        }
-        Py_DECREF(proxy);
-        return task;
-    }
-    PyObject *task = make_task(f, loop, coro, args + 2, kwnames);
-    if (task == NULL) {
-        return NULL;
-    }
-    double end = vmtop_now();
-    TaskStat *stat = stat_for(reg, task, t0);
-    if (stat == NULL) {
-        PyErr_Clear();
-        return task;
-    }
-    if (coro_started(coro)) { /* the first step ran inside the factory (eager) */
-        if (count_step(reg, stat, 1, end - t0, end) < 0) {
-            PyErr_Clear();
-        }
-        int how = task_outcome(task);
-        if (how >= 0) {
-            finish(reg, stat, (enum outcome)how, end);
-        }
-    }
-    return task;
-}
-
-static PyObject *
-factory_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
-{
-    PyObject *reg, *original, *task_type;
-    int wrap;
-    static char *kwlist[] = {"registry", "original", "task_type", "wrap", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OOp:TaskFactory", kwlist,
-                                     &VmtopRegistryType, &reg, &original, &task_type, &wrap)) {
-        return NULL;
-    }
-    TaskFactory *f = (TaskFactory *)type->tp_alloc(type, 0);
-    if (f == NULL) {
-        return NULL;
-    }
-    f->vectorcall = factory_vectorcall;
-    f->reg = (Registry *)Py_NewRef(reg);
-    f->original = Py_NewRef(original);
-    f->task_type = Py_NewRef(task_type);
-    f->wrap = wrap;
-    return (PyObject *)f;
-}
-
-static int
-factory_traverse(TaskFactory *f, visitproc visit, void *arg)
-{
-    Py_VISIT(f->reg);
-    Py_VISIT(f->original);
-    Py_VISIT(f->task_type);
-    return 0;
-}
-
-static int
-factory_clear(TaskFactory *f)
-{
-    Py_CLEAR(f->reg);
-    Py_CLEAR(f->original);
-    Py_CLEAR(f->task_type);
-    return 0;
-}
-
-static void
-factory_dealloc(TaskFactory *f)
-{
-    PyObject_GC_UnTrack(f);
-    factory_clear(f);
-    Py_TYPE(f)->tp_free((PyObject *)f);
-}
-
-static PyMemberDef factory_members[] = {
-    {"_vmtop_original", T_OBJECT, offsetof(TaskFactory, original), READONLY,
-     "the factory this one replaced (None: the default)"},
-    {"wraps", T_INT, offsetof(TaskFactory, wrap), READONLY, "wraps coroutines to count steps"},
-    {NULL},
-};
-
-PyTypeObject VmtopTaskFactoryType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "vmtop.agent._hooks.TaskFactory",
-    .tp_doc = "A loop's task factory that registers every task it makes.",
-    .tp_basicsize = sizeof(TaskFactory),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
-    .tp_new = factory_new,
-    .tp_traverse = (traverseproc)factory_traverse,
-    .tp_clear = (inquiry)factory_clear,
-    .tp_dealloc = (destructor)factory_dealloc,
-    .tp_call = PyVectorcall_Call,
-    .tp_vectorcall_offset = offsetof(TaskFactory, vectorcall),
-    .tp_members = factory_members,
-};
-
 /* ---- set-up --------------------------------------------------------------------------- */
 
 static int
@@ -1194,18 +854,12 @@ vmtop_registry_init_types(void)
     if (intern(&str_state, "_state") < 0 || intern(&str_exception, "_exception") < 0 ||
         intern(&str_pending, "PENDING") < 0 || intern(&str_cancelled, "CANCELLED") < 0 ||
         intern(&str_get_coro, "get_coro") < 0 || intern(&str_cr_code, "cr_code") < 0 ||
-        intern(&str_gi_code, "gi_code") < 0 || intern(&str_cr_frame, "cr_frame") < 0 ||
-        intern(&str_cr_suspended, "cr_suspended") < 0 || intern(&str_loop, "loop") < 0 ||
-        intern(&str_throw, "throw") < 0 || intern(&str_close, "close") < 0) {
+        intern(&str_gi_code, "gi_code") < 0) {
         return -1;
     }
-    VmtopTaskStatType.tp_base = &_PyWeakref_RefType;
-    VmtopTaskStatType.tp_traverse = _PyWeakref_RefType.tp_traverse;
-    VmtopTaskStatType.tp_clear = _PyWeakref_RefType.tp_clear;
     if (PyType_Ready(&VmtopGroupStatType) < 0 || PyType_Ready(&VmtopTaskStatType) < 0 ||
-        PyType_Ready(&VmtopRegistryType) < 0 || PyType_Ready(&VmtopCountingCoroType) < 0 ||
-        PyType_Ready(&VmtopTaskFactoryType) < 0) {
+        PyType_Ready(&VmtopRegistryType) < 0) {
         return -1;
     }
-    return 0;
+    return vmtop_factory_init_types();
 }

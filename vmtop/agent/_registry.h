@@ -1,5 +1,5 @@
-/* The agent's per-task bookkeeping in C (see _registry.c): shared by the step hook in
- * _hooks.c, the task factory and the counting coroutine. */
+/* The agent's per-task bookkeeping in C: the registry (_registry.c), and the task factory
+ * with its counting coroutine (_factory.c), used by the step hook in _hooks.c. */
 #ifndef VMTOP_REGISTRY_H
 #define VMTOP_REGISTRY_H
 
@@ -19,36 +19,48 @@ typedef struct {
     long long hist[VMTOP_BUCKETS];
 } GroupStat;
 
-/* A weak reference to the task (a weakref.ref subclass: its callback, the registry's
- * `_gone`, gets the stat itself), carrying the task's counters. */
-typedef struct {
-    PyWeakReference ref;
-    void *addr;       /* the task's address: the entries key */
+typedef struct TaskStat TaskStat;
+struct TaskStat {
+    PyObject_HEAD
+    void *addr;       /* the task's address: the table's key (no reference) */
+    PyObject *wr;     /* weakref to the task; its callback is this stat (abandoned tasks) */
     GroupStat *group; /* strong */
+    struct Registry *reg; /* borrowed: the registry outlives its entries */
     long long steps;
     double secs;
     double created; /* CLOCK_MONOTONIC seconds; NaN when the task is older than the attach */
     double last;    /* end of the last step */
-    unsigned long long epoch; /* registry epoch of win_steps/win_secs */
-    long long win_steps;
+    long long win_steps; /* since the last take(), while in the window */
     double win_secs;
+    TaskStat *wprev, *wnext; /* the window: an intrusive list, no references */
+    int in_window;
     int finished; /* folded into its group (finished, or dropped by the program) */
-} TaskStat;
+};
 
+/* An open-addressing table: task address -> TaskStat (the table holds a reference). */
 typedef struct {
+    void **keys;
+    TaskStat **values;
+    Py_ssize_t size, used, filled; /* slots; live entries; live + tombstones */
+} StatTable;
+
+typedef struct Registry {
     PyObject_HEAD
-    PyObject *entries;   /* dict: address of a pending task -> TaskStat (weak to the task) */
-    PyObject *groups;    /* dict: code object -> GroupStat */
-    PyObject *window;    /* list of TaskStat that stepped since the last take() */
+    StatTable table;
+    PyObject *groups;          /* dict: code object -> GroupStat */
     PyObject *cancelled_error; /* asyncio.CancelledError */
-    PyObject *gone;      /* the weakref callback: folds a task dropped while pending */
-    GroupStat *other;    /* groups past max_groups */
-    unsigned long long epoch;
-    long long other_n;   /* callbacks that were not task steps, since the last take() */
+    GroupStat *other;          /* groups past max_groups */
+    TaskStat window;           /* sentinel of the window list */
+    long long other_n;         /* callbacks that were not task steps, since the last take() */
     double other_secs;
     long long created, adopted, finished, abandoned;
     Py_ssize_t max_groups;
+    PyTypeObject *task_type;   /* asyncio.Task, whose _state getter is called directly */
+    getter state_get;
+    void *state_closure;
 } Registry;
+
+enum vmtop_outcome { VMTOP_OK = 0, VMTOP_CANCELLED = 1, VMTOP_FAILED = 2, VMTOP_ABANDONED = 3 };
 
 extern PyTypeObject VmtopRegistryType;
 extern PyTypeObject VmtopTaskStatType;
@@ -58,9 +70,20 @@ extern PyTypeObject VmtopTaskFactoryType;
 
 double vmtop_now(void);
 int vmtop_registry_init_types(void);
+int vmtop_factory_init_types(void);
+
 /* One step of `task` that took `dt` seconds and ended at `end`: counted, and the task folded
  * into its group when it is no longer pending. Never raises (errors are cleared). */
 void vmtop_registry_step(Registry *reg, PyObject *task, double dt, double end);
 void vmtop_registry_other(Registry *reg, double dt);
+
+/* For the factory (_factory.c). */
+GroupStat *vmtop_group_for_coro(Registry *reg, PyObject *coro);
+TaskStat *vmtop_stat_for(Registry *reg, PyObject *task, double created);
+TaskStat *vmtop_stat_register(Registry *reg, PyObject *task, GroupStat *group, double created);
+void vmtop_count(Registry *reg, TaskStat *stat, long long steps, double dt, double end);
+void vmtop_finish(Registry *reg, TaskStat *stat, enum vmtop_outcome how, double end);
+void vmtop_fold(Registry *reg, GroupStat *g, enum vmtop_outcome how, double lifetime);
+int vmtop_task_outcome(Registry *reg, PyObject *task);
 
 #endif

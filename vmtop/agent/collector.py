@@ -21,6 +21,7 @@ from profilers.gcwatch import GCWatcher
 from vmtop.agent.lag import LagProbe
 from vmtop.agent.loops import is_uvloop, running_loops, task_count
 from vmtop.agent.mailbox import MailboxTracker
+from vmtop.agent.memory_budget import MemoryBudget
 from vmtop.agent.step_hooks import StepCounter
 
 LOOP_RESCAN = 5.0  # seconds between full scans for new event loops
@@ -41,9 +42,7 @@ class Collector:
         self._task_ids: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
         self._tasks_by_id: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
         self._process: Any = None
-        # task -> last memory estimate (loop thread); weak: never keeps a task alive
-        self.memory_cache: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
-        self.memory_cursor = 0
+        self.memory = MemoryBudget()  # task memory estimates under a time budget (loop thread)
         self.scan_cursor = 0  # round-robin position of the idle-consumer scan
         self.loop_task_counts: dict[int, int] = {}
         self._loops: list[Any] = []
@@ -78,7 +77,7 @@ class Collector:
                 self.gc = None
             self.mailboxes.uninstall()
             self.mailboxes = MailboxTracker()
-            self.memory_cache.clear()
+            self.memory.clear()
             self._process = None
 
     def refresh_loops(self, max_age: float = LOOP_RESCAN) -> list[Any]:

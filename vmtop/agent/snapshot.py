@@ -15,6 +15,7 @@ import heapq
 import sys
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -273,10 +274,11 @@ def _loop_rows_inner(
         matched = len(pool)
 
     limit = req.limit
+    collector.memory.start()
     if req.sort == "memory":
-        chosen = _memory_candidates(
-            collector, pool if pool is not None else [t for t in deref(refs) if mine(t)], limit
-        )
+        if pool is not None:
+            refs = [weakref.ref(t) for t in pool]
+        chosen = collector.memory.leaders(refs, mine, limit)
     elif req.sort == "mailbox":
         if pool is not None:
             scored = [(tracker.mailbox_of(t), t) for t in pool]
@@ -359,12 +361,8 @@ def _task_row(
     frames = T.chain_frames(task)
     memory = None
     if req.memory:
-        mb_infos = tracker.queues_of(task)
-        try:
-            memory = estimate([i.ref() for i in mb_infos if i.ref() is not None], frames)
-            collector.memory_cache[task] = memory
-        except Exception:
-            memory = None
+        roots = [q for q in (i.ref() for i in tracker.queues_of(task)) if q is not None]
+        memory = collector.memory.of(task, frames, roots)
     # uvloop: only tasks created after the attach carry a counting coroutine.
     known = counted and (stat is not None or not uv)
     d = pending.get(stat) if stat is not None else None
@@ -396,39 +394,8 @@ def _task_row(
     )
 
 
-MEMORY_BUDGET = 300  # memory estimates refreshed per snapshot when sorting by memory
-
-
 def _call(ref: Any) -> Any:
     return ref()
-
-
-def _memory_candidates(collector: Collector, tasks: list[Any], limit: int) -> list[Any]:
-    """Top tasks by memory estimate without estimating every task on every refresh.
-
-    Estimates are cached per task; each snapshot refreshes the current leaders plus the next
-    ``MEMORY_BUDGET`` tasks in a round-robin cursor, so at 100k tasks the ranking converges
-    over successive refreshes instead of blocking the loop for seconds.
-    """
-    cache = collector.memory_cache
-    n = len(tasks)
-    if n == 0:
-        return []
-    leaders = heapq.nlargest(limit, (t for t in cache if not t.done()), key=cache.__getitem__)
-    start = collector.memory_cursor % n
-    batch = tasks[start : start + MEMORY_BUDGET]
-    if len(batch) < MEMORY_BUDGET:
-        batch += tasks[: MEMORY_BUDGET - len(batch)]
-    collector.memory_cursor = start + MEMORY_BUDGET
-    for task in [*leaders, *batch]:
-        try:
-            cache[task] = estimate([], T.chain_frames(task))
-        except Exception:
-            continue
-    if len(cache) > n + 1000:
-        for task in [t for t in cache if t.done()]:
-            del cache[task]
-    return heapq.nlargest(limit, tasks, key=lambda t: cache.get(t, -1))
 
 
 def _current_task(loop: Any) -> Any:

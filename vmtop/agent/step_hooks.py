@@ -154,7 +154,7 @@ def make_registry(kind: str | None = None) -> Any:
     if use_c_hooks(kind):
         from vmtop.agent._hooks import Registry
 
-        return Registry(asyncio.CancelledError)
+        return Registry(asyncio.CancelledError, asyncio.Task)
     return PyRegistry(asyncio.CancelledError)
 
 

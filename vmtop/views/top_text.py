@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from vmtop.records import NodeInfo, ProcessRow, Snapshot
+from vmtop.records import GroupRow, NodeInfo, ProcessRow, Snapshot
 from vmtop.views import format as F
 
 COLUMNS = [
@@ -75,7 +75,61 @@ def row_cells(row: ProcessRow, accumulate: bool) -> list[str]:
     ]
 
 
-def render(snapshot: Snapshot, width: int = 132) -> str:
+GROUP_COLUMNS = [
+    ("COROUTINE", 30, "<"),
+    ("LIVE", 6, ">"),
+    ("STARTED", 8, ">"),
+    ("DONE", 8, ">"),
+    ("FAILED", 6, ">"),
+    ("REDS", 8, ">"),
+    ("TIME", 9, ">"),
+    ("LIFE p50", 9, ">"),
+    ("p99", 9, ">"),
+    ("WHERE", 0, "<"),
+]
+
+
+def group_cells(group: GroupRow, accumulate: bool) -> list[str]:
+    """One coroutine group: tasks started and done in the interval (totals: since attach)."""
+    started = group.started_total if accumulate else group.started
+    done = group.finished_total if accumulate else group.finished
+    where = f"{group.file.rsplit('/', 1)[-1]}:{group.line}" if group.file else ""
+    return [
+        group.coro,
+        F.count(group.live),
+        F.count(started),
+        F.count(done),
+        F.count(group.failed + group.cancelled),
+        F.count(group.reductions_total if accumulate else group.reductions),
+        F.seconds(group.time_total if accumulate else group.time),
+        F.seconds(group.lifetime_p50),
+        F.seconds(group.lifetime_p99),
+        where,
+    ]
+
+
+def task_rate_line(node: NodeInfo, interval: float) -> str | None:
+    """Tasks created and finished per second (None when the agent does not count them)."""
+    if node.tasks_created is None or node.tasks_finished is None or interval <= 0:
+        return None
+    return (
+        f"tasks created {node.tasks_created / interval:,.0f}/s"
+        f"  finished {node.tasks_finished / interval:,.0f}/s"
+        f"  (since attach {F.count(node.tasks_created_total)}"
+        f" / {F.count(node.tasks_finished_total)})"
+    )
+
+
+def group_lines(snapshot: Snapshot, width: int) -> list[str]:
+    if not snapshot.groups:
+        return []
+    cells = [group_cells(g, snapshot.accumulate) for g in snapshot.groups]
+    return ["", "tasks by coroutine (finished tasks fold into their group)"] + table(
+        GROUP_COLUMNS, cells, width
+    )
+
+
+def render(snapshot: Snapshot, width: int = 132, groups_only: bool = False) -> str:
     lines = header_lines(snapshot.node)
     mode = (
         "totals since attach" if snapshot.accumulate else f"per {snapshot.interval:.2f} s interval"
@@ -84,9 +138,15 @@ def render(snapshot: Snapshot, width: int = 132) -> str:
         f"{mode}  sorted by {snapshot.sort}  {len(snapshot.rows)} of {snapshot.total_rows} rows"
         f"  (loop time {F.seconds(snapshot.loop_time)})"
     )
+    rates = task_rate_line(snapshot.node, snapshot.interval)
+    if rates:
+        lines.append(rates)
     lines.extend(f"note: {n}" for n in snapshot.notes)
-    lines.append("")
-    lines.extend(table(COLUMNS, [row_cells(r, snapshot.accumulate) for r in snapshot.rows], width))
+    if not groups_only:
+        lines.append("")
+        cells = [row_cells(r, snapshot.accumulate) for r in snapshot.rows]
+        lines.extend(table(COLUMNS, cells, width))
+    lines.extend(group_lines(snapshot, width))
     return "\n".join(lines) + "\n"
 
 

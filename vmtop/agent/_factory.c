@@ -1,0 +1,522 @@
+/* The task factory vmtop puts on each loop while a client is attached, and the counting
+ * coroutine it wraps new coroutines in where no Handle._run hook can see steps (uvloop).
+ *
+ * TaskFactory(registry, original, task_type, wrap): calls the loop's previous factory (or
+ * task_type(coro, loop=loop, **kwargs)), then registers the task with its creation time
+ * (lifetimes, tasks created per second). A first step run inside the factory (an eager task
+ * factory, 3.12+) is timed and counted. With `wrap`, the coroutine is first wrapped in a
+ * CountingCoro, whose am_send/throw time and count every step into the task's TaskStat, and
+ * fold the task into its group at the step that ends it.
+ *
+ * A CountingCoro stands in for the coroutine everywhere (cr_frame, cr_await, cr_code,
+ * __qualname__ are the inner coroutine's; repr too), so asyncio's task repr, get_stack() and
+ * vmtop's own await-chain walk see through it.
+ */
+#include "_registry.h"
+
+#include <math.h>
+#include <structmember.h>
+
+static PyObject *str_cr_frame, *str_cr_suspended, *str_loop, *str_throw, *str_close;
+
+/* ---- CountingCoro --------------------------------------------------------------------- */
+
+/* Until its task exists (the factory makes the task after the proxy), a proxy's counts go
+ * straight to its group, and an eager first step that ends the task folds it there. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *inner;
+    Registry *reg;
+    GroupStat *group;
+    TaskStat *stat; /* NULL until the factory registered the task */
+    double created;
+    long long early_steps;
+    double early_secs;
+    int ended;
+} CountingCoro;
+
+static CountingCoro *
+coro_wrap(Registry *reg, PyObject *inner, GroupStat *group, double created)
+{
+    CountingCoro *c = PyObject_GC_New(CountingCoro, &VmtopCountingCoroType);
+    if (c == NULL) {
+        return NULL;
+    }
+    c->inner = Py_NewRef(inner);
+    c->reg = (Registry *)Py_NewRef((PyObject *)reg);
+    c->group = (GroupStat *)Py_NewRef((PyObject *)group);
+    c->stat = NULL;
+    c->created = created;
+    c->early_steps = 0;
+    c->early_secs = 0.0;
+    c->ended = 0;
+    PyObject_GC_Track(c);
+    return c;
+}
+
+static int
+coro_traverse(CountingCoro *c, visitproc visit, void *arg)
+{
+    Py_VISIT(c->inner);
+    Py_VISIT(c->reg);
+    return 0;
+}
+
+static int
+coro_clear(CountingCoro *c)
+{
+    Py_CLEAR(c->inner);
+    Py_CLEAR(c->stat);
+    Py_CLEAR(c->group);
+    Py_CLEAR(c->reg);
+    return 0;
+}
+
+static void
+coro_dealloc(CountingCoro *c)
+{
+    PyObject_GC_UnTrack(c);
+    coro_clear(c);
+    PyObject_GC_Del(c);
+}
+
+/* After one send/throw of the inner coroutine: count it, and fold the task when it ended. */
+static void
+coro_counted(CountingCoro *c, PySendResult status, double t0)
+{
+    double end = vmtop_now();
+    if (c->reg == NULL || c->group == NULL) {
+        return;
+    }
+    enum vmtop_outcome how = VMTOP_OK;
+    if (status == PYGEN_ERROR) {
+        PyObject *exc = PyErr_Occurred(); /* borrowed: the step's exception stays set */
+        how = (exc != NULL && PyErr_GivenExceptionMatches(exc, c->reg->cancelled_error))
+                  ? VMTOP_CANCELLED
+                  : VMTOP_FAILED;
+    }
+    if (c->stat != NULL) {
+        vmtop_count(c->reg, c->stat, 1, end - t0, end);
+        if (status != PYGEN_NEXT) {
+            vmtop_finish(c->reg, c->stat, how, end);
+        }
+    }
+    else if (!c->ended) {
+        c->early_steps += 1;
+        c->early_secs += end - t0;
+        c->group->steps += 1;
+        c->group->secs += end - t0;
+        if (status != PYGEN_NEXT) { /* ended inside the factory: started and done */
+            c->ended = 1;
+            c->group->live += 1;
+            c->group->started += 1;
+            c->reg->created += 1;
+            vmtop_fold(c->reg, c->group, how, end - c->created);
+        }
+    }
+}
+
+/* The factory made the proxy's task: from now on its counts go to a TaskStat. */
+static int
+coro_registered(CountingCoro *c, PyObject *task)
+{
+    if (c->ended) {
+        return 0; /* finished inside the factory (eager): already folded */
+    }
+    TaskStat *stat = vmtop_stat_register(c->reg, task, c->group, c->created);
+    if (stat == NULL) {
+        return -1;
+    }
+    stat->steps = c->early_steps; /* the group counted them already */
+    stat->secs = c->early_secs;
+    c->stat = (TaskStat *)Py_NewRef((PyObject *)stat);
+    return 0;
+}
+
+static PySendResult
+coro_am_send(CountingCoro *c, PyObject *arg, PyObject **result)
+{
+    if (c->inner == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "counting coroutine was cleared");
+        *result = NULL;
+        return PYGEN_ERROR;
+    }
+    double t0 = vmtop_now();
+    PySendResult status = PyIter_Send(c->inner, arg, result);
+    coro_counted(c, status, t0);
+    return status;
+}
+
+/* The Python-level send()/__next__: PYGEN_RETURN becomes StopIteration(value). */
+static PyObject *
+send_result(PySendResult status, PyObject *result)
+{
+    if (status == PYGEN_NEXT) {
+        return result;
+    }
+    if (status == PYGEN_RETURN) {
+        if (result == Py_None) {
+            Py_DECREF(result);
+            PyErr_SetNone(PyExc_StopIteration);
+            return NULL;
+        }
+        PyObject *stop = PyObject_CallOneArg(PyExc_StopIteration, result);
+        Py_DECREF(result);
+        if (stop != NULL) {
+            PyErr_SetObject(PyExc_StopIteration, stop);
+            Py_DECREF(stop);
+        }
+        return NULL;
+    }
+    return NULL;
+}
+
+static PyObject *
+coro_send(CountingCoro *c, PyObject *arg)
+{
+    PyObject *result = NULL;
+    PySendResult status = coro_am_send(c, arg, &result);
+    return send_result(status, result);
+}
+
+static PyObject *
+coro_iternext(CountingCoro *c)
+{
+    PyObject *result = NULL;
+    PySendResult status = coro_am_send(c, Py_None, &result);
+    if (status == PYGEN_RETURN && result == Py_None) {
+        Py_DECREF(result);
+        return NULL; /* StopIteration without a value */
+    }
+    return send_result(status, result);
+}
+
+static PyObject *
+coro_throw(CountingCoro *c, PyObject *args)
+{
+    if (c->inner == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "counting coroutine was cleared");
+        return NULL;
+    }
+    PyObject *meth = PyObject_GetAttr(c->inner, str_throw);
+    if (meth == NULL) {
+        return NULL;
+    }
+    double t0 = vmtop_now();
+    PyObject *result = PyObject_Call(meth, args, NULL);
+    Py_DECREF(meth);
+    PySendResult status = PYGEN_NEXT;
+    if (result == NULL) {
+        status = PyErr_ExceptionMatches(PyExc_StopIteration) ? PYGEN_RETURN : PYGEN_ERROR;
+    }
+    coro_counted(c, status, t0);
+    return result;
+}
+
+static PyObject *
+coro_close(CountingCoro *c, PyObject *unused)
+{
+    if (c->inner == NULL) {
+        Py_RETURN_NONE;
+    }
+    return PyObject_CallMethodNoArgs(c->inner, str_close);
+}
+
+static PyObject *
+coro_await(CountingCoro *c)
+{
+    return Py_NewRef((PyObject *)c);
+}
+
+/* Anything else (cr_frame, cr_await, cr_code, __qualname__, ...) is the inner coroutine's. */
+static PyObject *
+coro_getattro(CountingCoro *c, PyObject *name)
+{
+    PyObject *v = PyObject_GenericGetAttr((PyObject *)c, name);
+    if (v != NULL || !PyErr_ExceptionMatches(PyExc_AttributeError) || c->inner == NULL) {
+        return v;
+    }
+    PyErr_Clear();
+    return PyObject_GetAttr(c->inner, name);
+}
+
+static PyObject *
+coro_repr(CountingCoro *c)
+{
+    return c->inner != NULL ? PyObject_Repr(c->inner) : PyUnicode_FromString("<cleared>");
+}
+
+static PyAsyncMethods coro_async = {
+    .am_await = (unaryfunc)coro_await,
+    .am_send = (sendfunc)coro_am_send,
+};
+
+static PyMethodDef coro_methods[] = {
+    {"send", (PyCFunction)coro_send, METH_O, "send(value): one step of the inner coroutine."},
+    {"throw", (PyCFunction)coro_throw, METH_VARARGS, "throw(exc): into the inner coroutine."},
+    {"close", (PyCFunction)coro_close, METH_NOARGS, "close the inner coroutine."},
+    {NULL},
+};
+
+static PyMemberDef coro_members[] = {
+    {"__wrapped__", T_OBJECT, offsetof(CountingCoro, inner), READONLY, "the inner coroutine"},
+    {"_vmtop_stat", T_OBJECT, offsetof(CountingCoro, stat), READONLY, "its TaskStat, or None"},
+    {NULL},
+};
+
+PyTypeObject VmtopCountingCoroType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "vmtop.agent._hooks.CountingCoro",
+    .tp_doc = "A coroutine that counts the steps and step time of the one it wraps.",
+    .tp_basicsize = sizeof(CountingCoro),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_traverse = (traverseproc)coro_traverse,
+    .tp_clear = (inquiry)coro_clear,
+    .tp_dealloc = (destructor)coro_dealloc,
+    .tp_as_async = &coro_async,
+    .tp_iter = PyObject_SelfIter,
+    .tp_iternext = (iternextfunc)coro_iternext,
+    .tp_getattro = (getattrofunc)coro_getattro,
+    .tp_repr = (reprfunc)coro_repr,
+    .tp_methods = coro_methods,
+    .tp_members = coro_members,
+};
+
+/* ---- TaskFactory ---------------------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    Registry *reg;
+    PyObject *original;  /* the loop's factory before ours, or None */
+    PyObject *task_type; /* asyncio.Task, when original is None */
+    PyObject *kw_in;     /* the last keyword names seen, and the same plus "loop" */
+    PyObject *kw_out;
+    int wrap;            /* wrap coroutines in CountingCoro (loops whose Handle we cannot hook) */
+} TaskFactory;
+
+/* Whether `coro` already ran a step (an eager task factory started it; 3.12+). */
+static int
+coro_started(PyObject *coro)
+{
+#if PY_VERSION_HEX < 0x030C0000
+    return 0;
+#endif
+    PyObject *susp = PyObject_GetAttr(coro, str_cr_suspended);
+    if (susp != NULL) {
+        int r = PyObject_IsTrue(susp);
+        Py_DECREF(susp);
+        if (r > 0) {
+            return 1;
+        }
+    }
+    PyErr_Clear();
+    PyObject *frame = PyObject_GetAttr(coro, str_cr_frame);
+    if (frame == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    int gone = frame == Py_None;
+    Py_DECREF(frame);
+    return gone;
+}
+
+/* `kwnames` plus "loop" (cached: a call site passes the same tuple every time). */
+static PyObject *
+names_with_loop(TaskFactory *f, PyObject *kwnames)
+{
+    if (kwnames == f->kw_in && f->kw_out != NULL) {
+        return f->kw_out;
+    }
+    Py_ssize_t n = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    PyObject *out = PyTuple_New(n + 1);
+    if (out == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyTuple_SET_ITEM(out, i, Py_NewRef(PyTuple_GET_ITEM(kwnames, i)));
+    }
+    PyTuple_SET_ITEM(out, n, Py_NewRef(str_loop));
+    Py_XSETREF(f->kw_in, Py_XNewRef(kwnames));
+    Py_XSETREF(f->kw_out, out);
+    return out;
+}
+
+#define MAX_KW 16
+
+static PyObject *
+make_task(TaskFactory *f, PyObject *loop, PyObject *coro, PyObject *const *kwvalues,
+          PyObject *kwnames)
+{
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    PyObject *stack[2 + MAX_KW];
+    if (nkw > MAX_KW) {
+        PyErr_SetString(PyExc_TypeError, "too many keyword arguments");
+        return NULL;
+    }
+    if (f->original != Py_None) { /* original(loop, coro, **kwargs) */
+        stack[0] = loop;
+        stack[1] = coro;
+        for (Py_ssize_t i = 0; i < nkw; i++) {
+            stack[2 + i] = kwvalues[i];
+        }
+        return PyObject_Vectorcall(f->original, stack, 2, kwnames);
+    }
+    PyObject *names = names_with_loop(f, kwnames); /* task_type(coro, **kwargs, loop=loop) */
+    if (names == NULL) {
+        return NULL;
+    }
+    stack[0] = coro;
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        stack[1 + i] = kwvalues[i];
+    }
+    stack[1 + nkw] = loop;
+    return PyObject_Vectorcall(f->task_type, stack, 1, names);
+}
+
+static PyObject *
+factory_wrapped(TaskFactory *f, PyObject *loop, PyObject *coro, PyObject *const *kwvalues,
+                PyObject *kwnames, double t0)
+{
+    Registry *reg = f->reg;
+    CountingCoro *proxy = coro_wrap(reg, coro, vmtop_group_for_coro(reg, coro), t0);
+    if (proxy == NULL) {
+        return NULL;
+    }
+    PyObject *task = make_task(f, loop, (PyObject *)proxy, kwvalues, kwnames);
+    if (task != NULL && coro_registered(proxy, task) < 0) {
+        PyErr_Clear();
+    }
+    Py_DECREF(proxy);
+    return task;
+}
+
+static PyObject *
+factory_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    TaskFactory *f = (TaskFactory *)callable;
+    if (PyVectorcall_NARGS(nargsf) != 2) {
+        PyErr_SetString(PyExc_TypeError, "task factory takes (loop, coro, **kwargs)");
+        return NULL;
+    }
+    PyObject *loop = args[0], *coro = args[1];
+    Registry *reg = f->reg;
+    double t0 = vmtop_now();
+    if (f->wrap) {
+        return factory_wrapped(f, loop, coro, args + 2, kwnames, t0);
+    }
+    PyObject *task = make_task(f, loop, coro, args + 2, kwnames);
+    if (task == NULL) {
+        return NULL;
+    }
+    TaskStat *stat = vmtop_stat_register(reg, task, vmtop_group_for_coro(reg, coro), t0);
+    if (stat == NULL) {
+        PyErr_Clear();
+        return task;
+    }
+    /* Only another factory (asyncio.eager_task_factory) or eager_start=True can have run
+     * the first step already. */
+    if ((f->original != Py_None || kwnames != NULL) && coro_started(coro)) {
+        double end = vmtop_now();
+        vmtop_count(reg, stat, 1, end - t0, end);
+        int how = vmtop_task_outcome(reg, task);
+        if (how >= 0) {
+            vmtop_finish(reg, stat, (enum vmtop_outcome)how, end);
+        }
+    }
+    return task;
+}
+
+static PyObject *
+factory_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    PyObject *reg, *original, *task_type;
+    int wrap;
+    static char *kwlist[] = {"registry", "original", "task_type", "wrap", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OOp:TaskFactory", kwlist,
+                                     &VmtopRegistryType, &reg, &original, &task_type, &wrap)) {
+        return NULL;
+    }
+    TaskFactory *f = (TaskFactory *)type->tp_alloc(type, 0);
+    if (f == NULL) {
+        return NULL;
+    }
+    f->vectorcall = factory_vectorcall;
+    f->reg = (Registry *)Py_NewRef(reg);
+    f->original = Py_NewRef(original);
+    f->task_type = Py_NewRef(task_type);
+    f->kw_in = f->kw_out = NULL;
+    f->wrap = wrap;
+    return (PyObject *)f;
+}
+
+static int
+factory_traverse(TaskFactory *f, visitproc visit, void *arg)
+{
+    Py_VISIT(f->reg);
+    Py_VISIT(f->original);
+    Py_VISIT(f->task_type);
+    return 0;
+}
+
+static int
+factory_clear(TaskFactory *f)
+{
+    Py_CLEAR(f->reg);
+    Py_CLEAR(f->original);
+    Py_CLEAR(f->task_type);
+    Py_CLEAR(f->kw_in);
+    Py_CLEAR(f->kw_out);
+    return 0;
+}
+
+static void
+factory_dealloc(TaskFactory *f)
+{
+    PyObject_GC_UnTrack(f);
+    factory_clear(f);
+    Py_TYPE(f)->tp_free((PyObject *)f);
+}
+
+static PyMemberDef factory_members[] = {
+    {"_vmtop_original", T_OBJECT, offsetof(TaskFactory, original), READONLY,
+     "the factory this one replaced (None: the default)"},
+    {"wraps", T_INT, offsetof(TaskFactory, wrap), READONLY, "wraps coroutines to count steps"},
+    {NULL},
+};
+
+PyTypeObject VmtopTaskFactoryType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "vmtop.agent._hooks.TaskFactory",
+    .tp_doc = "A loop's task factory that registers every task it makes.",
+    .tp_basicsize = sizeof(TaskFactory),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_new = factory_new,
+    .tp_traverse = (traverseproc)factory_traverse,
+    .tp_clear = (inquiry)factory_clear,
+    .tp_dealloc = (destructor)factory_dealloc,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(TaskFactory, vectorcall),
+    .tp_members = factory_members,
+};
+
+static int
+intern(PyObject **slot, const char *text)
+{
+    *slot = PyUnicode_InternFromString(text);
+    return *slot == NULL ? -1 : 0;
+}
+
+int
+vmtop_factory_init_types(void)
+{
+    if (intern(&str_cr_frame, "cr_frame") < 0 || intern(&str_cr_suspended, "cr_suspended") < 0 ||
+        intern(&str_loop, "loop") < 0 || intern(&str_throw, "throw") < 0 ||
+        intern(&str_close, "close") < 0) {
+        return -1;
+    }
+    if (PyType_Ready(&VmtopCountingCoroType) < 0 || PyType_Ready(&VmtopTaskFactoryType) < 0) {
+        return -1;
+    }
+    return 0;
+}
