@@ -11,10 +11,14 @@ Modes, once each per round in a shuffled order (paired and interleaved; the figu
 median over the rounds of the per-round ratio):
 
 * ``unwatched``: no client;
-* ``scraped``: ``vmtop exporter PID`` connected (one scrape before the window, so the hooks are
-  in), and a scraper in this process fetching ``/metrics`` every second through the window, as
-  Prometheus with ``scrape_interval: 1s`` would. The exporter runs on the same 2 CPUs, so its
-  own CPU is part of the cost.
+* ``attached``: ``vmtop exporter PID`` connected and scraped once before the window, none in
+  it: what holding the agent's hooks in costs (the exporter keeps its connection, so that its
+  counters run and the lag probe and GC watcher stay on);
+* ``scraped``: the same, and a scraper in this process fetching ``/metrics`` every second
+  through the window, as Prometheus with ``scrape_interval: 1s`` would. The exporter runs on
+  the same 2 CPUs, so its own CPU is part of the cost.
+
+Each mode's figures: requests/s (wrk) and requests per CPU-second of the server process.
 
 Load: ``wrk -t1 -cC -dD`` on loopback (``apt-get install wrk``): a Python load generator on
 the same CPUs could not saturate the server and would hide the cost.
@@ -50,7 +54,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 APPS = REPO / "tests" / "targets"
 SERVERS = ("uvicorn", "streams")
-MODES = ("unwatched", "scraped")
+MODES = ("unwatched", "attached", "scraped")
 
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(HERE))
@@ -150,60 +154,79 @@ class Scraper:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join()
+        if self._thread.is_alive():
+            self._thread.join()
         _stop(self.proc)
 
 
 def once(name: str, mode: str, cfg: argparse.Namespace) -> dict[str, Any]:
     with server(name, cfg.python) as (pid, port):
         wrk(port, 1, cfg.connections)  # warm-up: imports, caches, first connections
-        scraper = None
-        if mode == "scraped":
-            scraper = Scraper(pid, cfg.python, cfg.every)
-            scraper.scrape()  # connected, hooks in, first snapshot taken
-            scraper.start()
-            cpu0 = proc_cpu(scraper.proc.pid)
-        rate = wrk(port, cfg.duration, cfg.connections)
-        out: dict[str, Any] = {"rate": rate}
-        if scraper is not None:
-            out["exporter_cpu"] = proc_cpu(scraper.proc.pid) - cpu0
-            out["scrapes"] = len(scraper.seconds) - 1
-            out["scrape_ms"] = 1000 * statistics.median(scraper.seconds[1:] or [0.0])
-            scraper.stop()
-        return out
+        scraper = Scraper(pid, cfg.python, cfg.every) if mode != "unwatched" else None
+        try:
+            if scraper is not None:
+                scraper.scrape()  # connected, hooks in, first snapshot taken
+                if mode == "scraped":
+                    scraper.start()
+                exporter0 = proc_cpu(scraper.proc.pid)
+            server0 = proc_cpu(pid)
+            rate = wrk(port, cfg.duration, cfg.connections)
+            cpu = proc_cpu(pid) - server0
+            out: dict[str, Any] = {"rate": rate, "per_cpu": rate * cfg.duration / cpu}
+            if scraper is not None:
+                out["exporter_cpu"] = proc_cpu(scraper.proc.pid) - exporter0
+                out["scrapes"] = len(scraper.seconds) - 1
+                out["scrape_ms"] = 1000 * statistics.median(scraper.seconds[1:] or [0.0])
+            return out
+        finally:
+            if scraper is not None:
+                scraper.stop()
+
+
+RATIOS = (("scraped", "unwatched"), ("attached", "unwatched"), ("scraped", "attached"))
 
 
 def bench(cfg: argparse.Namespace) -> dict[str, Any]:
     rng = random.Random(cfg.seed)
     results: dict[str, Any] = {}
     for name in cfg.servers:
-        ratios, rates, scrapes, cpu, ms = [], {m: [] for m in MODES}, [], [], []  # type: ignore[var-annotated]
+        rounds: list[dict[str, dict[str, Any]]] = []
         for r in range(cfg.rounds):
             order = list(MODES)
             rng.shuffle(order)
             got = {mode: once(name, mode, cfg) for mode in order}
-            for mode in MODES:
-                rates[mode].append(got[mode]["rate"])
-            ratios.append(got["scraped"]["rate"] / got["unwatched"]["rate"])
-            scrapes.append(got["scraped"]["scrapes"])
-            cpu.append(got["scraped"]["exporter_cpu"])
-            ms.append(got["scraped"]["scrape_ms"])
+            rounds.append(got)
             print(
-                f"  {name} round {r + 1}: unwatched {got['unwatched']['rate']:.0f}/s  "
-                f"scraped {got['scraped']['rate']:.0f}/s  ratio {ratios[-1]:.3f}",
+                f"  {name} round {r + 1}: "
+                + "  ".join(
+                    f"{m} {got[m]['rate']:.0f}/s {got[m]['per_cpu']:.0f}/cpu-s" for m in MODES
+                ),
                 file=sys.stderr,
             )
-        results[name] = {
-            "ratio_median": statistics.median(ratios),
-            "ratio_min": min(ratios),
-            "ratio_max": max(ratios),
-            "ratios": ratios,
-            "rates": {m: statistics.median(v) for m, v in rates.items()},
-            "scrapes_per_window": statistics.median(scrapes),
-            "exporter_cpu_share": statistics.median(cpu) / cfg.duration,
-            "scrape_ms": statistics.median(ms),
-        }
+        results[name] = summarise(rounds)
     return results
+
+
+def summarise(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, Any]:
+    def med(values: list[float]) -> dict[str, float]:
+        return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+    out: dict[str, Any] = {
+        mode: {k: statistics.median(r[mode][k] for r in rounds) for k in ("rate", "per_cpu")}
+        for mode in MODES
+    }
+    for a, b in RATIOS:
+        for k in ("rate", "per_cpu"):
+            out[f"{a}/{b} {k}"] = med([r[a][k] / r[b][k] for r in rounds])
+    scraped = [r["scraped"] for r in rounds]
+    out["scrapes"] = statistics.median(s["scrapes"] for s in scraped)
+    out["scrape_ms"] = statistics.median(s["scrape_ms"] for s in scraped)
+    out["exporter_cpu_share"] = statistics.median(s["exporter_cpu"] for s in scraped)
+    return out
+
+
+def fmt(r: dict[str, float]) -> str:
+    return f"{r['median']:.3f} ({r['min']:.3f}-{r['max']:.3f})"
 
 
 def markdown(cfg: argparse.Namespace, results: dict[str, Any]) -> str:
@@ -212,16 +235,23 @@ def markdown(cfg: argparse.Namespace, results: dict[str, Any]) -> str:
         f"{cfg.rounds} rounds; {platform.python_implementation()} {platform.python_version()}, "
         f"load average {loadavg()} at the end, {datetime.date.today()}",
         "",
-        "| server | unwatched req/s | scraped req/s | scraped / unwatched (median, min-max) "
-        "| scrapes per window | scrape (ms) | exporter CPU |",
-        "|---|---|---|---|---|---|---|",
+        "| server | figure | unwatched | attached | scraped | scraped / unwatched "
+        "| attached / unwatched | scraped / attached |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, r in results.items():
+        for k, label in (("rate", "requests/s"), ("per_cpu", "requests per server CPU-s")):
+            lines.append(
+                f"| {name} | {label} | {r['unwatched'][k]:.0f} | {r['attached'][k]:.0f} "
+                f"| {r['scraped'][k]:.0f} | **{fmt(r[f'scraped/unwatched {k}'])}** "
+                f"| {fmt(r[f'attached/unwatched {k}'])} | {fmt(r[f'scraped/attached {k}'])} |"
+            )
+    lines.append("")
+    for name, r in results.items():
         lines.append(
-            f"| {name} | {r['rates']['unwatched']:.0f} | {r['rates']['scraped']:.0f} "
-            f"| **{r['ratio_median']:.3f}** ({r['ratio_min']:.3f}-{r['ratio_max']:.3f}) "
-            f"| {r['scrapes_per_window']:.0f} | {r['scrape_ms']:.1f} "
-            f"| {100 * r['exporter_cpu_share']:.1f} % of a CPU |"
+            f"- {name}: {r['scrapes']:.0f} scrapes per window, {r['scrape_ms']:.1f} ms each "
+            f"(median, as the scraper saw it), exporter CPU "
+            f"{1000 * r['exporter_cpu_share'] / cfg.duration:.0f} ms/s"
         )
     return "\n".join(lines)
 

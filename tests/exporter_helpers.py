@@ -116,3 +116,17 @@ class Prometheus:
             self.proc.kill()
             self.proc.wait()
         self.log.close()
+
+
+DASHBOARD = Path(__file__).resolve().parent.parent / "docs" / "grafana-dashboard.json"
+
+
+def dashboard_queries() -> list[str]:
+    """Every PromQL expression of the Grafana dashboard, its variables filled in as Grafana
+    would with "All" selected."""
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    exprs = [t["expr"] for p in panels for t in p.get("targets", ())]
+    return [
+        e.replace("$program", ".*").replace("$pid", ".*").replace("$__rate_interval", "1m")
+        for e in exprs
+    ]

@@ -4,6 +4,8 @@ them; the exposition text is prometheus_client's own."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 pytest.importorskip("prometheus_client")
@@ -11,6 +13,7 @@ pytest.importorskip("prometheus_client")
 from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
+from tests.exporter_helpers import dashboard_queries  # noqa: E402
 from vmtop.exporter.address import parse_listen  # noqa: E402
 from vmtop.exporter.budget import GROUPS_K, MAILBOXES_K, GroupBudget  # noqa: E402
 from vmtop.exporter.families import Families, Observation  # noqa: E402
@@ -142,6 +145,14 @@ def test_mailboxes_top_k_by_label_and_the_rest_in_other() -> None:
     assert one(samples, kind="task", name="consume") == sum(100 + i for i in top)
     assert one(samples, kind="", name="other") == sum(100 + i for i in range(4))
     assert len(samples) == 3
+
+
+def test_the_dashboard_asks_only_for_metrics_the_exporter_serves() -> None:
+    served = set(scrape(obs(snapshot(n=node(tasks_created_total=1, tasks_finished_total=1),
+                                     groups=(group("g", 1),)))))  # fmt: skip
+    asked = {name for q in dashboard_queries() for name in re.findall(r"vmtop_[a-z_]+", q)}
+    assert asked, "no queries found in the dashboard"
+    assert asked <= served, sorted(asked - served)
 
 
 def test_program_names() -> None:

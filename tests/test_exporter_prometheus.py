@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.agent_helpers import Target, vmtop_cmd
-from tests.exporter_helpers import PROMETHEUS, Exporter, Prometheus
+from tests.exporter_helpers import PROMETHEUS, Exporter, Prometheus, dashboard_queries
 from vmtop.client import wait_exit
 
 pytest.importorskip("prometheus_client")
@@ -58,6 +58,9 @@ def test_prometheus_scrapes_vmtop_series_and_group_steps_increase(
         assert values == sorted(values) and values[-1] > values[0], values
         created = prom.wait_for(f"rate(vmtop_tasks_created_total{{{pid}}}[5s])", bool)
         assert float(created[0]["value"][1]) > 0
+        # Every query of the Grafana dashboard is valid PromQL and finds data.
+        empty = [q for q in dashboard_queries() if not prom.query(q)]
+        assert not empty, empty
     finally:
         prom.stop()
         exporter.stop()

@@ -1,6 +1,7 @@
 """A task-per-request program: ``handle_request`` tasks made all the time, as a web server
-makes them (tests/test_exporter_prometheus.py). Prints {"ready": true} once running and
-exits when stdin closes."""
+makes them (tests/test_exporter_prometheus.py), and a ``backlog`` consumer that takes an item
+every 40 ms from a queue fed every 20 ms, so its mailbox grows. Prints {"ready": true} once
+running and exits when stdin closes."""
 
 from __future__ import annotations
 
@@ -15,17 +16,27 @@ async def handle_request(n: int) -> int:
     return n
 
 
+async def backlog(queue: asyncio.Queue[int]) -> None:
+    while True:
+        await queue.get()
+        await asyncio.sleep(0.04)
+
+
 async def main() -> None:
     loop = asyncio.get_running_loop()
     stdin_closed = asyncio.Event()
     loop.add_reader(sys.stdin.fileno(), lambda: sys.stdin.readline() or stdin_closed.set())
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    consumer = loop.create_task(backlog(queue), name="backlog")
     print(json.dumps({"ready": True}), flush=True)
     n = 0
     while not stdin_closed.is_set():
+        queue.put_nowait(n)
         for _ in range(10):
             n += 1
             loop.create_task(handle_request(n))
         await asyncio.sleep(0.02)
+    consumer.cancel()
 
 
 asyncio.run(main())

@@ -25,7 +25,7 @@ from vmtop.records import KINDS, Snapshot
 TIMEOUT = 5.0  # per target and scrape; a blocked loop is answered for after 1 s
 MAX_PARALLEL = 8
 GROUPS_FETCHED = 200  # groups asked for per snapshot: the budget picks labels from these
-ROWS_FETCHED = 50  # rows asked for (by mailbox): the longest are labelled, the rest "other"
+ROWS_FETCHED = 20  # rows asked for (by mailbox): the 10 longest labelled, the next in "other"
 
 
 @dataclass
