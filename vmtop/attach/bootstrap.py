@@ -15,12 +15,12 @@ thread (the ptrace payload and gdb both make sure of that: the first import deci
    must not load anything the user was told did not happen;
 2. appends this vmtop's import directory to ``sys.path`` (appended, so the program's own
    modules always win), imports ``vmtop.agent`` and calls ``start(strict=True)``, with a
-   50 µs GIL switch interval meanwhile (each of the imports' few hundred system calls gives
-   the GIL up and then waits a whole interval, 5 ms by default, for a busy main thread to let
-   it go: against a CPU-bound main thread the agent came up in 0.37 s at 0.5 ms, 0.24 s at
-   50 µs and 0.22 s at 20 µs, 0.11 s when idle; /tmp timing runs): set before the first import and
-   put back after the agent started, unless the program set one of its own meanwhile (the
-   agent's own requests ask for theirs through ``profilers.switching`` later);
+   20 µs GIL switch interval meanwhile: against a CPU-bound main thread each of the imports'
+   few hundred system calls gives the GIL up and then waits a whole interval (5 ms by
+   default) to get it back (the agent came up in 0.37 s at 0.5 ms, 0.24 s at 50 µs, 0.22 s at
+   20 µs; docs/benchmarks.md has the current figures). It is set before the first import
+   and put back after the agent started, unless the program set one of its own meanwhile
+   (the agent's own requests ask for theirs through ``profilers.switching`` later);
 3. marks that it started (``<status>.started``: the injector can stop waiting for the main
    thread), then writes a JSON status file (atomically) that the injector waits for: ``{"ok": true,
    "socket": ...}`` or ``{"ok": false, "error": "..."}``;
@@ -105,7 +105,7 @@ def _vmtop_start():
 
 _thread.start_new_thread(_vmtop_bootstrap, ())
 """
-SWITCH_INTERVAL = 0.00005  # seconds; see the docstring
+SWITCH_INTERVAL = 0.00002  # seconds; see the docstring
 
 
 def import_paths() -> list[str]:

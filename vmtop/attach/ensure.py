@@ -30,7 +30,7 @@ from vmtop.paths import socket_path
 
 DEFAULT_TIMEOUT = 15.0
 STARTED_GRACE = 10.0  # extra wait once the bootstrap runs (an import under GIL contention)
-POLL = 0.02
+POLL = 0.005  # the status file appears in the last step: look often
 
 Progress = Callable[[str], None]
 
