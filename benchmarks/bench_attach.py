@@ -1,12 +1,19 @@
 """Attach latency and the cost of ``vmtop record`` to the recorded process.
 
-    python benchmarks/bench_attach.py [--rounds N] [--quick]
+    python benchmarks/bench_attach.py [--rounds N] [--quick] [--methods ptrace,gdb] [--pyc]
 
 1. **Attach latency, agent present**: ``ensure_agent(pid)`` (finds and probes the socket)
    plus ``AgentClient.connect()`` (hello), median of N runs on one target.
-2. **Attach latency, injection**: ``ensure_agent(pid, inject=True, yes=True)`` on a fresh
-   target each run (an injected agent stays loaded), for an asyncio loop idle in epoll_wait
-   and a CPU-busy main thread; median of N runs each, interleaved.
+2. **Attach latency, injection**: on a fresh target each run (an injected agent stays
+   loaded), for an asyncio loop idle in epoll_wait and a CPU-busy main thread, each injection
+   method in ``--methods`` (default ptrace and gdb), all interleaved in every round: the time
+   to the first snapshot, split into ``ensure_agent(pid, inject=True, yes=True,
+   method=M)`` (checks, injection, the agent's import and start), ``AgentClient.connect()``
+   (its hello) and the first ``snapshot()``; median of N runs each. The targets inherit this
+   environment: with ``PYTHONDONTWRITEBYTECODE=1`` and no ``__pycache__`` in the checkout,
+   the target compiles vmtop's modules at each injection. ``--pyc`` gives them a bytecode
+   cache (``PYTHONPYCACHEPREFIX``, filled by a first untimed injection), as an installed
+   vmtop has.
 3. **Throughput while recorded at 100 Hz**: a CPU-bound target counts loop iterations; each
    round measures its rate over W seconds plain, while ``vmtop record -r 100`` samples it and
    while bare ``py-spy record -r 100 --format raw`` samples it (the floor: vmtop adds only
@@ -69,7 +76,7 @@ while True:
 
 
 class Target:
-    def __init__(self, source: str, tmp: Path) -> None:
+    def __init__(self, source: str, tmp: Path, env: dict[str, str] | None = None) -> None:
         script = tmp / f"t{time.monotonic_ns()}.py"
         script.write_text(textwrap.dedent(source))
         self.proc = subprocess.Popen(
@@ -78,6 +85,7 @@ class Target:
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
+            env=env,
         )
         assert self.proc.stdout is not None
         assert self.proc.stdout.readline().strip() == "ready"
@@ -117,18 +125,52 @@ def attach_present(tmp: Path, rounds: int) -> list[float]:
         target.stop()
 
 
-def attach_inject(tmp: Path, rounds: int) -> dict[str, list[float]]:
-    out: dict[str, list[float]] = {"idle asyncio loop (epoll_wait)": [], "CPU-busy main thread": []}
-    for _ in range(rounds):
-        for name, source in zip(out, (IDLE, BUSY), strict=True):
-            target = Target(source, tmp)
+TARGETS = {"idle asyncio loop (epoll_wait)": IDLE, "CPU-busy main thread": BUSY}
+PARTS = ("ensure_agent", "hello", "first snapshot", "total")
+
+
+def first_snapshot(target: Target, method: str) -> dict[str, float]:
+    """Seconds from the start of the attach to the first snapshot, and its parts."""
+    t0 = time.perf_counter()
+    ensure_agent(target.pid, inject=True, yes=True, progress=lambda m: None, method=method)
+    t1 = time.perf_counter()
+    client = AgentClient(target.pid).connect()
+    t2 = time.perf_counter()
+    client.snapshot(limit=30)
+    t3 = time.perf_counter()
+    client.close()
+    return dict(zip(PARTS, (t1 - t0, t2 - t1, t3 - t2, t3 - t0), strict=True))
+
+
+def attach_inject(
+    tmp: Path, rounds: int, methods: list[str], env: dict[str, str] | None
+) -> dict[tuple[str, str], dict[str, list[float]]]:
+    out: dict[tuple[str, str], dict[str, list[float]]] = {
+        (m, name): {p: [] for p in PARTS} for m in methods for name in TARGETS
+    }
+    for r in range(rounds):
+        order = list(out)
+        order = order[r % len(order) :] + order[: r % len(order)]  # rotate: no fixed first
+        for method, name in order:
+            target = Target(TARGETS[name], tmp, env)
             try:
-                t = time.perf_counter()
-                ensure_agent(target.pid, inject=True, yes=True, progress=lambda m: None)
-                out[name].append(time.perf_counter() - t)
+                for part, value in first_snapshot(target, method).items():
+                    out[method, name][part].append(value)
             finally:
                 target.stop()
     return out
+
+
+def pyc_env(tmp: Path) -> dict[str, str]:
+    """Targets with a bytecode cache of their own, filled by one untimed injection."""
+    env = dict(os.environ, PYTHONPYCACHEPREFIX=str(tmp / "pycache"))
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    target = Target(IDLE, tmp, env)
+    try:
+        ensure_agent(target.pid, inject=True, yes=True, progress=lambda m: None)
+    finally:
+        target.stop()
+    return env
 
 
 def recorded_throughput(
@@ -178,22 +220,40 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--window", type=float, default=3.0)
     parser.add_argument("--quick", action="store_true", help="2 rounds, 2 s windows")
+    parser.add_argument("--methods", default="ptrace,gdb", help="injection methods to time")
+    parser.add_argument("--pyc", action="store_true", help="targets with a bytecode cache")
+    parser.add_argument("--attach-only", action="store_true", help="skip the record part")
     args = parser.parse_args()
     rounds, window = (2, 2.0) if args.quick else (args.rounds, args.window)
+    methods = [m for m in args.methods.split(",") if m]
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
+        env = pyc_env(tmp) if args.pyc else None
         present = attach_present(tmp, rounds * 3)
-        injected = attach_inject(tmp, rounds)
-        rates, per_cpu = recorded_throughput(tmp, rounds, window)
+        injected = attach_inject(tmp, rounds, methods, env)
+        if not args.attach_only:
+            rates, per_cpu = recorded_throughput(tmp, rounds, window)
     print(
         f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {load:.1f} "
-        f"before / {os.getloadavg()[0]:.1f} after, {rounds} rounds\n"
+        f"before / {os.getloadavg()[0]:.1f} after, {rounds} rounds"
+        f"{', targets with a bytecode cache' if args.pyc else ''}\n"
     )
     print("| attach | median s (min-max) | runs |\n| --- | --- | --- |")
     print(f"| agent present (probe + hello) | {summary(present)} | {len(present)} |")
-    for name, values in injected.items():
-        print(f"| injection, {name} | {summary(values)} | {len(values)} |")
+    print(
+        "\n| injection, to the first snapshot | method | total, median s (min-max) "
+        "| ensure_agent | hello | first snapshot |"
+    )
+    print("| --- | --- | --- | --- | --- | --- |")
+    for (method, name), parts in injected.items():
+        print(
+            f"| {name} | {method} | {summary(parts['total'])} | "
+            + " | ".join(f"{statistics.median(parts[p]):.3f}" for p in PARTS[:3])
+            + " |"
+        )
+    if args.attach_only:
+        return
     print(
         "\n| target while recorded at 100 Hz | iterations / wall s, ratio to plain "
         "| iterations / CPU s of the target, ratio to plain |"

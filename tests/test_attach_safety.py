@@ -12,24 +12,20 @@ run under every supported Python by CI (``internals``).
 
 from __future__ import annotations
 
-import json
 import os
-import queue
 import shutil
 import signal
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from vmtop.attach import AttachError, ensure_agent, payload, preflight, ptrace_inject
-from vmtop.attach.bootstrap import import_paths
-from vmtop.attach.ensure import existing_agent, inject_agent
+from tests.attach_helpers import KINDS, TARGETS, Checker, inject_agent_ptrace, inject_marker
+from vmtop.attach import AttachError, ensure_agent, payload, ptrace_inject
+from vmtop.attach.ensure import existing_agent
 from vmtop.attach.maps import read_maps
 from vmtop.paths import socket_path
 
@@ -40,65 +36,15 @@ pytestmark = [
     ),
 ]
 
-TARGETS = Path(__file__).resolve().parent / "targets"
-KINDS = ("idle", "busy", "gil", "sleep", "malloc")
 INJECTIONS = 3
-
-
-class Checker:
-    """A running checker target and its beats (read as they come: no sleeps)."""
-
-    def __init__(self, argv: list[str]) -> None:
-        self.proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True
-        )
-        self.pid = self.proc.pid
-        self.lines: queue.Queue[dict[str, Any] | None] = queue.Queue()
-        threading.Thread(target=self._pump, daemon=True).start()
-        self.next("ready")
-
-    def _pump(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            try:
-                self.lines.put(json.loads(line))
-            except ValueError:
-                self.lines.put({"text": line.strip()})
-        self.lines.put(None)
-
-    def next(self, key: str, timeout: float = 30.0) -> dict[str, Any]:
-        while True:
-            try:
-                item = self.lines.get(timeout=timeout)
-            except queue.Empty:
-                raise AssertionError(f"pid {self.pid} stopped beating (hung?)") from None
-            if item is None:
-                raise AssertionError(f"pid {self.pid} exited with {self.proc.wait()}")
-            if key in item:
-                return item
-
-    def beats(self, n: int) -> dict[str, Any]:
-        """The n-th beat from now."""
-        for _ in range(n):
-            last = self.next("beat")
-        return last
-
-    def proc_status(self) -> dict[str, str]:
-        with open(f"/proc/{self.pid}/status") as f:
-            return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
-
-    def stop(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
-        socket_path(self.pid).unlink(missing_ok=True)
 
 
 @pytest.fixture
 def checker() -> Iterator[Any]:
     started: list[Checker] = []
 
-    def start(argv: list[str]) -> Checker:
-        c = Checker(argv)
+    def start(kind: str) -> Checker:
+        c = Checker(kind)
         started.append(c)
         return c
 
@@ -107,43 +53,25 @@ def checker() -> Iterator[Any]:
         c.stop()
 
 
-def _running_and_untraced(target: Checker) -> None:
-    status = target.proc_status()
-    assert status["TracerPid"] == "0"
-    assert status["State"][0] not in "tTZ", status["State"]
-
-
-def _inject_marker(target: Checker, n: int, workdir: Path) -> None:
-    """Inject again (the agent is there already): a bootstrap that only prints a line."""
-    found = preflight(target.pid, import_paths())
-    source = f"import os\nos.write(1, b'{{\"injected\": {n}}}\\n')\n"
-    ptrace_inject.inject(found, source, time.time() + 15.0, workdir)
-    assert target.next("injected")["injected"] == n
-
-
 @pytest.mark.parametrize("kind", KINDS)
 def test_injections_change_no_result_and_stop_no_heartbeat(
     checker: Any, kind: str, tmp_path: Path
 ) -> None:
-    # -S for "busy": nothing imports threading, so the payload queues the bootstrap on the
-    # main thread (the first import of threading must happen there).
-    flags = ["-S"] if kind == "busy" else []
-    target = checker([sys.executable, *flags, str(TARGETS / "inject_checker.py"), kind])
+    target = checker(kind)
     first = target.beats(1)
     if kind == "busy":
-        assert first["threading"] is None
-    found = preflight(target.pid, import_paths())
-    assert inject_agent(found, 15.0, lambda m: None, method="ptrace") == socket_path(target.pid)
-    _running_and_untraced(target)
+        assert first["threading"] is None  # the payload must queue it on the main thread
+    assert inject_agent_ptrace(target) == socket_path(target.pid)
+    assert target.running_and_untraced()
     for n in range(1, INJECTIONS):
-        _inject_marker(target, n, tmp_path)
-        _running_and_untraced(target)
+        inject_marker(target, n, tmp_path)
+        assert target.running_and_untraced()
     after = target.beats(3)
     assert after["bad"] == 0, after  # no float or vector result changed
     assert after["short_sleeps"] == 0, after  # no sleep cut short
     assert after["threading"] is True, after  # threading.main_thread() is the main thread
     assert after["beat"] > first["beat"]
-    _running_and_untraced(target)
+    assert target.running_and_untraced()
 
 
 def test_vector_registers_of_a_borrowed_thread_are_restored(checker: Any, tmp_path: Path) -> None:
