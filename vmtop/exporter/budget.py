@@ -9,6 +9,7 @@ are labelled and the rest of the scrape's rows summed in "other".
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from vmtop.records import GroupRow, ProcessRow
@@ -66,12 +67,16 @@ def where(g: GroupRow) -> str:
     return f"{g.file.rsplit('/', 1)[-1]}:{g.line}" if g.file else ""
 
 
+_AUTO_TASK_NAME = re.compile(r"\bTask-\d+\b")
+
+
 def mailbox_label(row: ProcessRow) -> str:
-    """A row's name, or its coroutine's for tasks named by asyncio ("Task-123"): one series
-    per handler, not one per task."""
-    if row.kind == "task" and row.name.startswith("Task-") and row.name[5:].isdigit():
+    """A row's name, or its coroutine's for a task named by asyncio ("Task-123"): one series
+    per handler, not one per task. A shared queue's row names its consumers: asyncio's
+    numbered names in it become "Task"."""
+    if row.kind == "task" and _AUTO_TASK_NAME.fullmatch(row.name):
         return row.coro or "Task"
-    return row.name
+    return _AUTO_TASK_NAME.sub("Task", row.name)
 
 
 def top_mailboxes(rows: tuple[ProcessRow, ...], k: int = MAILBOXES_K) -> dict[tuple[str, str], int]:
