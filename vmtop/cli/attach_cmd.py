@@ -39,6 +39,12 @@ def register(sub: Any) -> None:
         action="store_true",
         help="read-only: thread stacks sampled from outside (py-spy), no agent, no injection",
     )
+    p.add_argument(
+        "--subprocesses",
+        action="store_true",
+        help="the target and its descendants that have an agent, in one view (rows tagged "
+        "pid/id; drill-down and cancel go to each row's own process; no profile jobs)",
+    )
     how = p.add_mutually_exclusive_group()
     how.add_argument(
         "--inject",
@@ -65,6 +71,8 @@ def _inject_choice(args: argparse.Namespace) -> bool | None:
 
 def connect(args: argparse.Namespace) -> Any:
     """The source the TUI reads: the agent (loaded first if asked and allowed), or peek."""
+    if args.peek and args.subprocesses:
+        raise CliError("--peek shows one process: it cannot be used with --subprocesses")
     if args.peek:
         from vmtop.peek import PeekSource
 
@@ -85,6 +93,10 @@ def connect(args: argparse.Namespace) -> Any:
     except AttachError as exc:  # no agent and none may or could be loaded: one line
         raise CliError(str(exc)) from None
     try:
+        if args.subprocesses:
+            from vmtop.fleet.source import FleetSource
+
+            return FleetSource(args.pid).connect()
         return AgentClient(args.pid).connect()
     except ClientError as exc:
         raise CliError(str(exc)) from None
