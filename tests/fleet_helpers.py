@@ -7,6 +7,9 @@ import re
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+
+import pytest
 
 from tests.agent_helpers import TARGETS
 
@@ -47,3 +50,13 @@ class Uvicorn:
             self.proc.wait(10)
         assert self.proc.stderr is not None
         self.proc.stderr.close()
+
+
+@pytest.fixture(scope="module", name="uvicorn")
+def uvicorn_fixture() -> Iterator[Uvicorn]:
+    """A uvicorn server with 2 workers for a test module (import this fixture into it)."""
+    server = Uvicorn(2)
+    try:
+        yield server
+    finally:
+        server.stop()

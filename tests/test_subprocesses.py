@@ -9,12 +9,11 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import pytest
 
 from tests.agent_helpers import TARGETS, vmtop_cmd
-from tests.fleet_helpers import Uvicorn
+from tests.fleet_helpers import Uvicorn, uvicorn_fixture  # noqa: F401 (the fixture)
 from vmtop.client import wait_exit
 from vmtop.fleet.multi import Fleet
 
@@ -49,15 +48,6 @@ def test_no_subprocesses_flag_keeps_children_bare() -> None:
     out = run_children("--no-subprocesses")
     for way in ("fork", "mp_spawn", "mp_forkserver", "mp_fork", "subprocess"):
         assert out[way] == "-", (way, out)
-
-
-@pytest.fixture(scope="module")
-def uvicorn() -> Iterator[Uvicorn]:
-    server = Uvicorn(2)
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.mark.slow

@@ -4,27 +4,17 @@ the fleet source (Textual pilot, real processes; waits are on the app's snapshot
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import pytest
 
 from tests.agent_helpers import vmtop_cmd
-from tests.fleet_helpers import Uvicorn
+from tests.fleet_helpers import Uvicorn, uvicorn_fixture  # noqa: F401 (the fixture)
 from vmtop.fleet.source import FleetSource
 from vmtop.tui.app import VmtopApp
 from vmtop.tui.widgets.detail import DetailScreen
 
 pytest.importorskip("uvicorn")
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def uvicorn() -> Iterator[Uvicorn]:
-    server = Uvicorn(2)
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def test_tui_shows_every_workers_rows_and_drills_into_one(uvicorn: Uvicorn) -> None:
