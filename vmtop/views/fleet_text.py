@@ -8,7 +8,7 @@ import time
 from vmtop.fleet.multi import FleetSnapshot
 from vmtop.records import Snapshot
 from vmtop.views import format as F
-from vmtop.views.top_text import COLUMNS, row_cells, table
+from vmtop.views.top_text import COLUMNS, GROUP_COLUMNS, group_cells, row_cells, table
 
 PROCESS_COLUMNS = [
     ("PID", 10, "<"),
@@ -23,6 +23,7 @@ PROCESS_COLUMNS = [
     ("ARGV", 0, "<"),
 ]
 ROW_COLUMNS = [("PID", 7, "<"), *COLUMNS]
+GROUP_ROW_COLUMNS = [("PID", 7, "<"), *GROUP_COLUMNS]
 
 
 def process_cells(snap: Snapshot, ppid: int, root: int) -> list[str]:
@@ -71,4 +72,8 @@ def render(fleet: FleetSnapshot, width: int = 132) -> str:
     lines.append("")
     cells = [[str(pid), *row_cells(row, fleet.accumulate)] for pid, row in fleet.rows]
     lines.extend(table(ROW_COLUMNS, cells, width))
+    if fleet.groups:
+        lines += ["", "tasks by coroutine, per process (finished tasks fold into their group)"]
+        cells = [[str(pid), *group_cells(g, fleet.accumulate)] for pid, g in fleet.groups]
+        lines.extend(table(GROUP_ROW_COLUMNS, cells, width))
     return "\n".join(lines) + "\n"
