@@ -1,11 +1,15 @@
 """Attach to a Python process that did not opt in: checks, bootstrap, injectors, consent.
 
-``ensure_agent(pid, inject, yes, timeout) -> Path`` is the entry point (:mod:`.ensure`): an
-agent that already listens is reused; otherwise, with consent, :func:`.checks.preflight`
-vets the target and the bootstrap (:mod:`.bootstrap`) is injected by gdb on Python
-3.11-3.13 (:mod:`.gdb_inject`, which runs :mod:`.gdb_script` inside gdb) or by
-``sys.remote_exec`` on 3.14+ (:mod:`.remote_exec`). docs/attach.md explains what injection
-needs (ptrace rights) and what it risks.
+``ensure_agent(pid, inject, yes, timeout, method=) -> Path`` is the entry point
+(:mod:`.ensure`): an agent that already listens is reused; otherwise, with consent,
+:func:`.checks.preflight` vets the target and :mod:`.methods` injects the bootstrap
+(:mod:`.bootstrap`). On Python 3.11-3.13: vmtop's ptrace injector (:mod:`.ptrace_inject`,
+which runs :mod:`.ptrace_runner` and the C ``_ptrace`` in a child process to load the
+``_payload`` library, :mod:`.payload`, choosing a thread with :mod:`.threads` and finding
+``dlopen`` with :mod:`.maps` and :mod:`.elf`), then gdb (:mod:`.gdb_inject`, which runs
+:mod:`.gdb_script` inside gdb), then lldb (:mod:`.lldb_inject`); on 3.14+
+``sys.remote_exec`` (:mod:`.remote_exec`). Failures are :class:`AttachError` (one line).
+docs/attach.md explains what injection needs (ptrace rights) and what it risks.
 """
 
 from __future__ import annotations
