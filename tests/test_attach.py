@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import re
 import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from tests.attach_helpers import JsonLines
 from vmtop.attach.checks import AttachError, preflight
 from vmtop.attach.ensure import ensure_agent, existing_agent
 from vmtop.attach.methods import unavailable
@@ -166,45 +165,25 @@ while True:
 }
 
 
-class Proc:
+class Proc(JsonLines):
     """A target program with a line reader (no sleeps: we wait for the line we need)."""
 
     def __init__(self, python: str, name: str, tmp: Path) -> None:
         script = tmp / f"{name}.py"
         script.write_text(COMMON + textwrap.dedent(TARGETS[name]))
-        self.proc = subprocess.Popen(
-            [python, "-u", str(script)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+        super().__init__(
+            subprocess.Popen(
+                [python, "-u", str(script)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
         )
-        self.pid = self.proc.pid
-        self.lines: queue.Queue[dict[str, Any] | None] = queue.Queue()
-        threading.Thread(target=self._pump, daemon=True).start()
         self.expect("ready")
 
-    def _pump(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            try:
-                self.lines.put(json.loads(line))
-            except ValueError:
-                continue
-        self.lines.put(None)
-
     def expect(self, key: str, timeout: float = 20.0) -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                obj = self.lines.get(timeout=max(0.01, deadline - time.monotonic()))
-            except queue.Empty:
-                raise AssertionError(f"target printed no {key!r} in {timeout} s") from None
-            if obj is None:
-                err = self.proc.stderr.read() if self.proc.stderr else ""
-                raise AssertionError(f"target exited ({self.proc.poll()}): {err[-1500:]}")
-            if key in obj:
-                return obj[key]
+        return self.next(key, timeout)[key]
 
     def send(self, line: str) -> None:
         assert self.proc.stdin is not None
@@ -212,11 +191,7 @@ class Proc:
         self.proc.stdin.flush()
 
     def status(self, key: str) -> str:
-        with open(f"/proc/{self.pid}/status") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return line.split(":", 1)[1].strip()
-        return ""
+        return self.proc_status().get(key, "").strip()
 
     def stop(self) -> None:
         self.proc.kill()

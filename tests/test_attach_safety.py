@@ -23,7 +23,14 @@ from typing import Any
 
 import pytest
 
-from tests.attach_helpers import KINDS, TARGETS, Checker, inject_agent_ptrace, inject_marker
+from tests.attach_helpers import (
+    KINDS,
+    TARGETS,
+    Checker,
+    JsonLines,
+    inject_agent_ptrace,
+    inject_marker,
+)
 from vmtop.attach import AttachError, ensure_agent, payload, ptrace_inject
 from vmtop.attach.ensure import existing_agent
 from vmtop.attach.maps import read_maps
@@ -105,16 +112,18 @@ def test_vector_registers_of_a_borrowed_thread_are_restored(checker: Any, tmp_pa
 
 
 NATIVE_ONLY = """
-import hashlib, sys
-print("ready", flush=True)
+import hashlib, json, sys
+print(json.dumps({"ready": True}), flush=True)
 # About 3 s in OpenSSL's code in one call: no thread is ever at a safe point meanwhile.
 hashlib.pbkdf2_hmac("sha256", b"x", b"salt", 13_000_000)
-print("done", flush=True)
+print(json.dumps({"done": True}), flush=True)
 sys.stdin.read()  # alive until the test ends
 """
 
 
-def test_no_safe_thread_is_one_line_and_leaves_the_target_alone(tmp_path: Path) -> None:
+@pytest.fixture
+def native_only(tmp_path: Path) -> Iterator[JsonLines]:
+    """A program whose only thread runs OpenSSL's code for about 3 s."""
     script = tmp_path / "native.py"
     script.write_text(NATIVE_ONLY)
     proc = subprocess.Popen(
@@ -123,56 +132,46 @@ def test_no_safe_thread_is_one_line_and_leaves_the_target_alone(tmp_path: Path) 
         stdout=subprocess.PIPE,
         text=True,
     )
+    target = JsonLines(proc)
     try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-        with pytest.raises(AttachError) as failed:
-            ensure_agent(proc.pid, inject=True, yes=True, timeout=1.0, method="ptrace")
-        message = str(failed.value)
-        assert message.startswith("injection failed: ptrace: no thread of pid"), message
-        assert "nothing was changed" in message and "\n" not in message
-        assert existing_agent(proc.pid) is None
-        with open(f"/proc/{proc.pid}/status") as f:
-            assert "TracerPid:\t0\n" in f.read()
-        assert proc.stdout.readline().strip() == "done"  # it finished its work
+        target.next("ready")
+        yield target
     finally:
         proc.kill()
         proc.wait()
 
 
-def test_ctrl_c_while_the_injector_looks_for_a_thread(tmp_path: Path) -> None:
-    script = tmp_path / "native.py"
-    script.write_text(NATIVE_ONLY)
-    proc = subprocess.Popen(
-        [sys.executable, "-S", str(script)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
+def test_no_safe_thread_is_one_line_and_leaves_the_target_alone(native_only: JsonLines) -> None:
+    pid = native_only.pid
+    with pytest.raises(AttachError) as failed:
+        ensure_agent(pid, inject=True, yes=True, timeout=1.0, method="ptrace")
+    message = str(failed.value)
+    assert message.startswith("injection failed: ptrace: no thread of pid"), message
+    assert "nothing was changed" in message and "\n" not in message
+    assert existing_agent(pid) is None
+    assert native_only.proc_status()["TracerPid"] == "0"
+    native_only.next("done")  # it finished its work
+
+
+def test_ctrl_c_while_the_injector_looks_for_a_thread(native_only: JsonLines) -> None:
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "vmtop", "top", str(native_only.pid), "--once", "--inject"]
+        + ["--method", "ptrace"],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
         text=True,
     )
-    try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-        cli = subprocess.Popen(
-            [sys.executable, "-m", "vmtop", "top", str(proc.pid), "--once", "--inject"]
-            + ["--method", "ptrace"],
-            stderr=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stdin=subprocess.DEVNULL,
-            text=True,
-        )
-        assert cli.stderr is not None
-        assert "loading the agent" in cli.stderr.readline()  # the injector is starting
-        cli.send_signal(signal.SIGINT)
-        rest = cli.communicate(timeout=60)[1]
-        assert cli.returncode == 130, rest
-        assert "Traceback" not in rest
-        with open(f"/proc/{proc.pid}/status") as f:
-            status = f.read()
-        assert "TracerPid:\t0\n" in status
-        assert status.split("State:\t")[1][0] in "RSD", status
-        assert proc.stdout.readline().strip() == "done"
-        assert existing_agent(proc.pid) is None
-    finally:
-        proc.kill()
-        proc.wait()
+    assert cli.stderr is not None
+    assert "loading the agent" in cli.stderr.readline()  # the injector is starting
+    cli.send_signal(signal.SIGINT)
+    rest = cli.communicate(timeout=60)[1]
+    assert cli.returncode == 130, rest
+    assert "Traceback" not in rest
+    status = native_only.proc_status()
+    assert status["TracerPid"] == "0" and status["State"][0] in "RSD", status
+    native_only.next("done")
+    assert existing_agent(native_only.pid) is None
 
 
 def test_every_method_that_failed_is_named_in_one_line(tmp_path: Path) -> None:
