@@ -2,7 +2,8 @@
 
 ``auto`` on Python 3.11-3.13 tries vmtop's own ptrace injector first (no debugger, one thread
 stopped for about a millisecond), then gdb (inferior calls; fails on CPUs with AMX), then lldb.
-On 3.14+ it is ``sys.remote_exec``. ``--method`` forces one. A method that fails has changed
+On 3.14+ ``sys.remote_exec`` comes first (then ptrace and lldb, whose payload library works
+there too; vmtop's gdb script is for 3.11-3.13). ``--method`` forces one. A method that fails has changed
 nothing in the target (each says so in its module), so the next one may run; an injection
 that fails everywhere says what each method tried and why it failed, in one line.
 """
@@ -32,7 +33,7 @@ def plan(target: Target, requested: str = "auto") -> list[str]:
     if requested != "auto":
         return [requested]
     if target.version >= REMOTE_EXEC_VERSION:
-        return ["remote_exec"]
+        return ["remote_exec", "ptrace", "lldb"]  # untested here: no 3.14 on these machines
     return list(DEBUGGER_ORDER)
 
 
