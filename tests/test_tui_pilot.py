@@ -26,6 +26,7 @@ from vmtop.records import Snapshot
 from vmtop.tui.app import VmtopApp
 from vmtop.tui.widgets.confirm import ConfirmCancel
 from vmtop.tui.widgets.detail import DetailScreen
+from vmtop.tui.widgets.header import StatusLine
 from vmtop.tui.widgets.report import ExportPrompt, ReportScreen
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -243,3 +244,18 @@ def test_profile_screen_shows_and_exports_a_report(
 
     drive(target, scenario)
     assert out.read_text().lstrip().startswith(("<?xml", "<svg"))
+
+
+def test_groups_view_shows_short_lived_tasks_by_coroutine(target: subprocess.Popen[str]) -> None:
+    async def scenario(app: VmtopApp, pilot: Pilot[Any], proc: subprocess.Popen[str]) -> None:
+        await pilot.press("g")
+        await app.wait_until(lambda: "handle_request" in names(app))
+        key = next(k for k in app.table.order if app.table.views[k].name == "handle_request")
+        view = app.table.views[key]
+        assert view.kind == "group" and view.cells[0].text == "grp"
+        assert "/s started" in view.cells[-1].text and "life p50" in view.cells[-1].text
+        assert "coroutine groups" in app.query_one("#status", StatusLine).text
+        await pilot.press("g")  # back to processes: the spawner is a row again
+        await app.wait_until(lambda: "spawner" in names(app))
+
+    drive(target, scenario)

@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "targets"))
 
 from tui_recorded import RecordedSource  # noqa: E402
 
-from vmtop.records import GenGC, LoopStats, NodeInfo, ProcessRow, Snapshot  # noqa: E402
+from vmtop.records import GenGC, GroupRow, LoopStats, NodeInfo, ProcessRow, Snapshot  # noqa: E402
 from vmtop.tui import viewmodel as VM  # noqa: E402
 
 
@@ -183,7 +183,40 @@ def test_request_follows_the_state() -> None:
         "filter": "io",
         "accumulate": True,
         "kinds": ("thread",),
+        "groups": 20,
     }
+    state.groups = True  # the group view asks for a screenful of groups
+    assert state.request().kwargs()["groups"] == 33
+
+
+def test_group_rows_fill_the_process_columns() -> None:
+    group = GroupRow(
+        key="group:item@app.py:12",
+        coro="item",
+        file="/srv/app.py",
+        line=12,
+        live=3,
+        started=200,
+        finished=198,
+        failed=1,
+        reductions=600,
+        time=0.5,
+        lifetime_p50=0.0012,
+        lifetime_p99=0.0051,
+    )
+    view = VM.group_view(group, interval=2.0, accumulate=False)
+    texts = [c.text for c in view.cells]
+    assert (view.kind, texts[0], texts[1], texts[2], texts[6]) == (
+        "group",
+        "grp",
+        "item",
+        "600",
+        "3 live",
+    )
+    assert texts[4] == texts[5] == "–"  # a group has no mailbox or memory of its own
+    assert "100/s started, 198 done (1 failed/cancelled)" in texts[7]
+    assert "life p50 1.2ms p99 5.1ms" in texts[7] and "app.py:12" in texts[7]
+    assert "busy" in view.marks  # 0.5 s of a 2 s interval in its steps
 
 
 def test_fetch_limit_is_what_is_visible_plus_a_margin() -> None:

@@ -166,6 +166,7 @@ class PeekSource:
         accumulate: bool = False,
         kinds: tuple[str, ...] = KINDS,
         memory: bool = True,
+        groups: int = 20,
     ) -> Snapshot:
         import psutil
 

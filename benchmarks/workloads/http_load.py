@@ -7,7 +7,7 @@ machine the server, not the load generator, is the bottleneck.
 
 Usage::
 
-    python benchmarks/workloads/http_load.py PORT [--connections 16] [--duration 3]
+    python benchmarks/workloads/http_load.py PORT [--connections 16] [--duration 3] [--path /]
 
 Prints ``{"connected": K}`` once every connection is open, then after ``--duration`` seconds
 ``{"responses_per_s": ..., "responses": ..., "elapsed": ..., "connections": K}``.
@@ -22,12 +22,20 @@ import json
 import sys
 import time
 
-REQUEST = b"GET /hello HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: vmtop-bench\r\n\r\n"
+
+def request(path: str) -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: vmtop-bench\r\n\r\n".encode()
+
+
+REQUEST = request("/hello")
 
 
 class Client(asyncio.Protocol):
-    def __init__(self, counter: list[int]) -> None:
+    def __init__(self, counter: list[int], req: bytes = REQUEST, limit: int = 0) -> None:
         self.counter = counter
+        self.request = req
+        self.limit = limit  # stop asking once the counter reaches it (0: never)
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.buf = b""
         self.transport: asyncio.Transport | None = None
         self.connected: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -39,7 +47,7 @@ class Client(asyncio.Protocol):
 
     def start(self) -> None:
         assert self.transport is not None
-        self.transport.write(REQUEST)
+        self.transport.write(self.request)
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
@@ -56,22 +64,34 @@ class Client(asyncio.Protocol):
             self.buf = self.buf[total:]
             self.counter[0] += 1
             assert self.transport is not None
-            self.transport.write(REQUEST)
+            if self.limit and self.counter[0] >= self.limit:
+                if not self.done.done():
+                    self.done.set_result(None)
+                return
+            self.transport.write(self.request)
 
 
-async def main(port: int, connections: int, duration: float) -> None:
+async def main(
+    port: int, connections: int, duration: float, path: str = "/hello", requests: int = 0
+) -> None:
     loop = asyncio.get_running_loop()
     counter = [0]
     clients = []
+    req = request(path)
     for _ in range(connections):
-        _, proto = await loop.create_connection(lambda: Client(counter), "127.0.0.1", port)
+        _, proto = await loop.create_connection(
+            lambda: Client(counter, req, requests), "127.0.0.1", port
+        )
         await proto.connected
         clients.append(proto)
     print(json.dumps({"connected": connections}), flush=True)
     start_n, t0 = counter[0], time.perf_counter()
     for c in clients:
         c.start()
-    await asyncio.sleep(duration)
+    if requests:  # a fixed number of responses (one connection), however long they take
+        await asyncio.wait([c.done for c in clients], timeout=duration)
+    else:
+        await asyncio.sleep(duration)
     n, elapsed = counter[0] - start_n, time.perf_counter() - t0
     for c in clients:
         if c.transport is not None:
@@ -87,8 +107,10 @@ if __name__ == "__main__":
     p.add_argument("port", type=int)
     p.add_argument("--connections", type=int, default=16)
     p.add_argument("--duration", type=float, default=3.0)
+    p.add_argument("--path", default="/hello", help="the path every request asks for")
+    p.add_argument("--requests", type=int, default=0, help="stop after N responses (1 conn.)")
     a = p.parse_args()
     if not 0 < a.port < 65536 or a.connections < 1 or not 0 < a.duration <= 600:
         print("http_load: bad port, connections or duration", file=sys.stderr)
         sys.exit(2)
-    asyncio.run(main(a.port, a.connections, a.duration))
+    asyncio.run(main(a.port, a.connections, a.duration, a.path, a.requests))

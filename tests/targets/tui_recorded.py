@@ -70,6 +70,7 @@ class RecordedSource:
         accumulate: bool = False,
         kinds: tuple[str, ...] = KINDS,
         memory: bool = True,
+        groups: int = 20,
     ) -> Snapshot:
         self._alive()
         index = min(len(self.calls), len(self.snapshots) - 1)

@@ -27,6 +27,20 @@ async def feeder(queue):
         await asyncio.sleep(0.01)
 
 
+async def handle_request(n):
+    await asyncio.sleep(0)
+    return n
+
+
+async def spawner():
+    # Short-lived tasks, as a web service makes one per request: they show as a group.
+    n = 0
+    while True:
+        n += 1
+        asyncio.create_task(handle_request(n), name=f"request-{n}")
+        await asyncio.sleep(0.02)
+
+
 async def idle():
     await asyncio.Event().wait()
 
@@ -46,6 +60,7 @@ async def main(seconds):
         asyncio.create_task(inbox(queue), name="inbox"),
         asyncio.create_task(feeder(queue), name="feeder"),
         asyncio.create_task(victim(), name="victim"),
+        asyncio.create_task(spawner(), name="spawner"),
     ]
     tasks += [asyncio.create_task(idle(), name=f"alpha-{i}") for i in (1, 2, 3)]
     tasks += [asyncio.create_task(idle(), name=f"beta-{i}") for i in (1, 2)]

@@ -134,11 +134,18 @@ class Fleet:
         accumulate: bool = False,
         kinds: tuple[str, ...] = KINDS,
         memory: bool = True,
+        groups: int = 20,
     ) -> FleetSnapshot:
         notes: list[str] = []
         self._discover(notes)
         kwargs: dict[str, Any] = dict(
-            sort=sort, limit=limit, filter=filter, accumulate=accumulate, kinds=kinds, memory=memory
+            sort=sort,
+            limit=limit,
+            filter=filter,
+            accumulate=accumulate,
+            kinds=kinds,
+            memory=memory,
+            groups=groups,
         )
         pids = sorted(self.clients, key=lambda p: (p != self.root, p))
         futures = {pid: self._pool.submit(self.clients[pid].snapshot, **kwargs) for pid in pids}

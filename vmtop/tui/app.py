@@ -75,6 +75,7 @@ class VmtopApp(App[int]):
         Binding("less_than_sign", "cycle_sort(-1)", "Sort ←", show=False, key_display="<"),
         Binding("greater_than_sign", "cycle_sort(1)", "Sort →", show=False, key_display=">"),
         Binding("a", "accumulate", "Totals"),
+        Binding("g", "groups", "Groups"),
         Binding("space,p", "pause", "Pause", key_display="p"),
         Binding("k,c", "cancel_task", "Cancel"),
         Binding("P", "report('profile')", "Profile", show=False),
@@ -303,6 +304,12 @@ class VmtopApp(App[int]):
         self._redraw_now()
         self._refetch()
 
+    def action_groups(self) -> None:
+        """Coroutine groups (a web service's handlers, finished tasks folded) or processes."""
+        self.state.groups = not self.state.groups
+        self._redraw_now()
+        self._refetch()
+
     def action_pause(self) -> None:
         self.state.paused = not self.state.paused
         self.reader.update(paused=self.state.paused, now=not self.state.paused)
@@ -368,6 +375,9 @@ class VmtopApp(App[int]):
             self.notify("no process selected", severity="warning")
             return
         key, name = chosen
+        if key.startswith("group:"):
+            self.notify("a group has no detail: its tasks are the rows of the process view")
+            return
         self.push_screen(DetailScreen(key, name, self.source, self.history.of, self.state.interval))
 
     def action_cancel_task(self) -> None:

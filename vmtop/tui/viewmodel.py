@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from vmtop.records import KINDS, SORT_KEYS, NodeInfo, ProcessRow, Snapshot
+from vmtop.records import KINDS, SORT_KEYS, GroupRow, NodeInfo, ProcessRow, Snapshot
 from vmtop.views import format as F
 
 HOG_SHARE = 0.5
@@ -47,6 +47,7 @@ STYLES = {
     "done": "dim",
     "thread": "magenta",
     "queue": "blue",
+    "group": "green",
     "sorted": "bold",
 }
 
@@ -111,6 +112,7 @@ class Request:
     filter: str = ""
     accumulate: bool = False
     kinds: tuple[str, ...] = KINDS
+    groups: int = 20  # coroutine groups asked for (the group view asks for a screenful)
 
     def kwargs(self) -> dict[str, object]:
         return {
@@ -119,6 +121,7 @@ class Request:
             "filter": self.filter,
             "accumulate": self.accumulate,
             "kinds": self.kinds,
+            "groups": self.groups,
         }
 
 
@@ -135,6 +138,7 @@ class ViewState:
     paused: bool = False
     interval: float = 1.0
     limit: int = 50
+    groups: bool = False  # show coroutine groups (finished tasks folded) instead of processes
 
     def sort_column(self) -> str:
         return self.order or self.sort
@@ -165,6 +169,7 @@ class ViewState:
             filter=self.filter,
             accumulate=self.accumulate,
             kinds=KIND_SETS[self.kinds],
+            groups=self.limit if self.groups else 20,
         )
 
 
@@ -343,7 +348,46 @@ def ordered_rows(rows: Sequence[ProcessRow], order: str | None) -> list[ProcessR
     return sorted(rows, key=key)
 
 
+def group_current(group: GroupRow, interval: float, accumulate: bool) -> str:
+    """What a group row says where a process says its current function."""
+    where = f"{group.file.rsplit('/', 1)[-1]}:{group.line}" if group.file else ""
+    if accumulate:
+        flow = f"{F.count(group.started_total)} started, {F.count(group.finished_total)} done"
+    else:
+        rate = group.started / interval if interval > 0 else 0.0
+        flow = f"{rate:,.0f}/s started, {F.count(group.finished)} done"
+    failed = group.failed + group.cancelled
+    if failed:
+        flow += f" ({F.count(failed)} failed/cancelled)"
+    life = f"life p50 {F.seconds(group.lifetime_p50)} p99 {F.seconds(group.lifetime_p99)}"
+    return "  ".join(x for x in (flow, life, where) if x)
+
+
+def group_view(group: GroupRow, interval: float, accumulate: bool) -> RowView:
+    """A coroutine group in the process table's columns: its tasks' steps and time, live
+    tasks as its state, and started/done/lifetimes where the current function goes."""
+    reds = group.reductions_total if accumulate else group.reductions
+    secs = group.time_total if accumulate else group.time
+    share = secs / interval if secs is not None and interval > 0 and not accumulate else None
+    load = "hog" if share is not None and share > HOG_SHARE else ""
+    if not load and share is not None and share > BUSY_SHARE:
+        load = "busy"
+    cells = (
+        Cell("grp", STYLES.get("group", "")),
+        Cell(group.coro, STYLES[load] if load else ""),
+        Cell(F.count(reds), "" if reds else STYLES["zero"]),
+        Cell(F.seconds(secs), STYLES[load] if load else ""),
+        Cell(F.DASH, STYLES["none"]),
+        Cell(F.DASH, STYLES["none"]),
+        Cell(f"{group.live} live", ""),
+        Cell(group_current(group, interval, accumulate), ""),
+    )
+    return RowView(group.key, "group", group.coro, cells, frozenset({load} - {""}))
+
+
 def table_rows(snap: Snapshot, state: ViewState, history: History | None = None) -> list[RowView]:
+    if state.groups:
+        return [group_view(g, snap.interval, snap.accumulate) for g in snap.groups]
     rows = ordered_rows(snap.rows, state.order)
     return [
         row_view(
@@ -408,7 +452,7 @@ def pack(parts: Sequence[str], width: int, sep: str = "  ") -> list[str]:
     return [F.truncate(x, width) for x in lines]
 
 
-def node_parts(node: NodeInfo, clock: str = "") -> list[str]:
+def node_parts(node: NodeInfo, clock: str = "", interval: float = 0.0) -> list[str]:
     ready = sum(loop.ready for loop in node.loops)
     parts = [
         f"up {F.uptime(node.uptime)}",
@@ -418,6 +462,10 @@ def node_parts(node: NodeInfo, clock: str = "") -> list[str]:
         f"threads {node.threads}",
         f"run queue {ready if node.loops else F.DASH}",
     ]
+    if node.tasks_created is not None and interval > 0:
+        parts.append(
+            f"tasks +{node.tasks_created / interval:,.0f}/s -{(node.tasks_finished or 0) / interval:,.0f}/s"
+        )
     if clock:
         parts.append(clock)
     return parts
@@ -494,7 +542,10 @@ def status_text(snap: Snapshot | None, state: ViewState) -> str:
     if snap is not None:
         mode = "totals since attach" if snap.accumulate else f"per {snap.interval:.2f} s"
         parts.append(mode)
-        parts.append(f"{len(snap.rows)}/{snap.total_rows} rows")
+        if state.groups:
+            parts.append(f"{len(snap.groups)} coroutine groups")
+        else:
+            parts.append(f"{len(snap.rows)}/{snap.total_rows} rows")
     column = state.sort_column()
     sort = f"sort {column}"
     if state.order is not None:

@@ -45,7 +45,7 @@ class NodeHeader(Widget):
         node = snap.node
         title = f"pid {node.pid} · {node.implementation} {node.python} · " + " ".join(node.argv)
         lines: list[Text] = [_line(truncate(title, width), "bold")]
-        parts = VM.node_parts(node, self.clock(snap.taken_at)) + VM.lag_parts(node)
+        parts = VM.node_parts(node, self.clock(snap.taken_at), snap.interval) + VM.lag_parts(node)
         parts += VM.gc_parts(node)
         lines += [_line(x) for x in VM.pack(parts, width)]
         lines += [_line(truncate(x, width), "bold white on red") for x in VM.blocked_lines(snap)]
