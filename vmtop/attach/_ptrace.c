@@ -2,7 +2,8 @@
  *
  * Used only by vmtop/attach/ptrace_runner.py, in a child process of its own with a time limit
  * (ptrace_inject.py); why each step is safe is in docs/attach.md. One pass of
- * `load_library(pid, candidates, path, dlopen, dlerror, safe_ranges, deadline)`:
+ * `load_library(pid, candidates, path, dlopen, dlerror, safe_ranges, caught, deadline)`
+ * (`caught`: the process's SigCgt mask):
  *
  * 1. For each candidate thread, in the order given: PTRACE_SEIZE (no SIGSTOP, and only that
  *    thread stops; the others keep running) and PTRACE_INTERRUPT, then re-check it where it
@@ -11,8 +12,9 @@
  *    == nr, rdi == arg0, rax an interrupted-call code), and never for a futex FUTEX_WAIT (the
  *    glibc low-level lock wait: it may be inside malloc or the loader). With nr < 0 it was
  *    running: it is taken only if its pc is inside `safe_ranges` (the interpreter's own code,
- *    never libc, ld.so or an allocator). Anything else is detached at once (it resumes) and
- *    the pass goes on.
+ *    never libc, ld.so or an allocator) and it does not block a signal the process catches
+ *    (then it is most likely inside that signal's handler, which may have interrupted it in
+ *    malloc). Anything else is detached at once (it resumes) and the pass goes on.
  * 2. Save the full register state: the general registers and the whole extended state
  *    (PTRACE_GETREGSET NT_X86_XSTATE into a buffer the kernel fills and sizes; FXSAVE area
  *    where there is no xstate).
@@ -48,6 +50,9 @@
 #endif
 #ifndef PTRACE_EVENT_STOP
 #define PTRACE_EVENT_STOP 128
+#endif
+#ifndef PTRACE_GETSIGMASK
+#define PTRACE_GETSIGMASK 0x420a
 #endif
 
 #define XSTATE_MAX (64 * 1024) /* AMX machines need ~11 KiB; the kernel says how much */
@@ -252,8 +257,8 @@ static int seize(pid_t tid, double deadline) {
     return 1;
 }
 
-static int safe_here(const struct user_regs_struct *r, long nr, unsigned long long arg0,
-                     PyObject *ranges) {
+static int safe_here(pid_t tid, const struct user_regs_struct *r, long nr,
+                     unsigned long long arg0, PyObject *ranges, unsigned long long caught) {
     if (nr >= 0) {
         if ((long)r->orig_rax != nr || r->rdi != arg0 || !is_interrupted_code((long)r->rax))
             return 0;
@@ -262,6 +267,10 @@ static int safe_here(const struct user_regs_struct *r, long nr, unsigned long lo
             return 0;
         return 1;
     }
+    unsigned long long blocked = 0;
+    if (caught && ptrace(PTRACE_GETSIGMASK, tid, (void *)sizeof blocked, &blocked) == 0 &&
+        (blocked & caught))
+        return 0; /* probably inside a signal handler */
     return in_ranges(r->rip, ranges);
 }
 
@@ -270,10 +279,10 @@ static PyObject *load_library(PyObject *self, PyObject *args) {
     int pid;
     PyObject *candidates, *ranges;
     const char *path;
-    unsigned long long dlopen_addr, dlerror_addr;
+    unsigned long long dlopen_addr, dlerror_addr, caught;
     double deadline;
-    if (!PyArg_ParseTuple(args, "iO!sKKO!d", &pid, &PyList_Type, &candidates, &path, &dlopen_addr,
-                          &dlerror_addr, &PyList_Type, &ranges, &deadline))
+    if (!PyArg_ParseTuple(args, "iO!sKKO!Kd", &pid, &PyList_Type, &candidates, &path,
+                          &dlopen_addr, &dlerror_addr, &PyList_Type, &ranges, &caught, &deadline))
         return NULL;
     char why[ERR_LEN] = "";
     Py_ssize_t n = PyList_GET_SIZE(candidates);
@@ -296,7 +305,7 @@ static PyObject *load_library(PyObject *self, PyObject *args) {
             errno = err;
             return PyErr_SetFromErrno(PyExc_OSError);
         }
-        int safe = safe_here(&s.regs, nr, arg0, ranges);
+        int safe = safe_here(tid, &s.regs, nr, arg0, ranges, caught);
         if (safe != 1) {
             ptrace(PTRACE_DETACH, tid, NULL, 0);
             free(s.xstate);
@@ -336,7 +345,7 @@ static PyObject *load_library(PyObject *self, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"load_library", load_library, METH_VARARGS,
-     "load_library(pid, candidates, path, dlopen, dlerror, safe_ranges, deadline) -> "
+     "load_library(pid, candidates, path, dlopen, dlerror, safe_ranges, caught, deadline) -> "
      "(tid, handle, dlerror message); tid 0 when no candidate thread was safe"},
     {NULL, NULL, 0, NULL},
 };

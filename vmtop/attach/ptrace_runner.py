@@ -55,6 +55,7 @@ def run(params: dict[str, object]) -> dict[str, object]:
         if not os.path.exists(f"/proc/{pid}"):
             return {"error": f"pid {pid} exited"}
         found = threads.candidates(pid)
+        caught = threads.caught_signals(pid)
         passes += 1
         try:
             tid, handle, message = ptrace.load_library(
@@ -64,6 +65,7 @@ def run(params: dict[str, object]) -> dict[str, object]:
                 int(str(params["dlopen"])),
                 int(str(params["dlerror"])),
                 ranges,
+                caught,
                 deadline,
             )
         except OSError as exc:

@@ -8,8 +8,9 @@ the loader, stdio...), and a ``read`` of a regular file may be the loader readin
 both are skipped here, and the injector re-checks the call after stopping the thread.
 
 A thread that is **running** is stopped and accepted only when its pc is in the interpreter's
-own code (the injector's check; never libc, ld.so or an allocator); else it is let go and the
-next pass tries again.
+own code (the injector's check; never libc, ld.so or an allocator) and it blocks none of the
+signals the process catches (:func:`caught_signals`: else it is probably inside a signal
+handler); else it is let go and the next pass tries again.
 
 Order: parked threads other than the main one (an interrupted call of theirs is restarted by
 the kernel or retried by CPython, unseen by the program), then the main thread parked, then
@@ -87,6 +88,19 @@ def parked(pid: int, tid: int, fields: list[str]) -> Candidate | None:
     return tid, nr, arg0
 
 
+def caught_signals(pid: int) -> int:
+    """The signals ``pid`` has handlers for (SigCgt): a running thread that blocks one of
+    them is most likely inside its handler, which may have interrupted it in malloc."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("SigCgt:"):
+                    return int(line.split()[1], 16)
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
 def candidates(pid: int) -> list[Candidate]:
     """The threads to try, best first (see the module's docstring)."""
     try:
@@ -110,4 +124,4 @@ def candidates(pid: int) -> list[Candidate]:
     return others + main + running
 
 
-__all__ = ["PARKED", "Candidate", "candidates", "parked"]
+__all__ = ["PARKED", "Candidate", "candidates", "caught_signals", "parked"]
