@@ -13,6 +13,7 @@ import json
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -66,14 +67,18 @@ def rss(pid: int) -> int:
 
 def load(port: int, seconds: float, path: str = "/item/2") -> int:
     """Keep-alive load from another process for ``seconds``; the responses it got."""
-    out = subprocess.run(
-        [sys.executable, str(LOAD), str(port), "--connections", "16"]
-        + ["--duration", str(seconds), "--path", path],
-        capture_output=True,
-        text=True,
-        timeout=seconds + 60,
-        check=True,
-    ).stdout.strip().splitlines()
+    out = (
+        subprocess.run(
+            [sys.executable, str(LOAD), str(port), "--connections", "16"]
+            + ["--duration", str(seconds), "--path", path],
+            capture_output=True,
+            text=True,
+            timeout=seconds + 60,
+            check=True,
+        )
+        .stdout.strip()
+        .splitlines()
+    )
     return int(json.loads(out[-1])["responses"])
 
 
@@ -141,3 +146,30 @@ def test_detach_restores_the_loop_and_leaves_nothing(server: Target) -> None:
         snap = client.snapshot(limit=5, accumulate=True)
     assert snap.node.tasks_created_total == 0
     assert all((g.finished_total, g.started_total) == (0, 0) for g in snap.groups)
+
+
+def test_top_group_coro_prints_the_request_groups(server: Target) -> None:
+    """The installed command, end to end: ``vmtop top PID --group coro`` while requests run."""
+    port = int(server.ready["port"])
+    top = subprocess.Popen(
+        ["vmtop", "top", str(server.pid), "--group", "coro", "--count", "2", "-i", "0.5"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    done = threading.Event()
+
+    def requests() -> None:
+        while not done.is_set():
+            get(port, "/item/1", 1)
+
+    thread = threading.Thread(target=requests)
+    thread.start()
+    try:
+        out, err = top.communicate(timeout=60)
+    finally:
+        done.set()
+        thread.join()
+    assert top.returncode == 0, err
+    assert "tasks by coroutine" in out and REQUEST_GROUP[server.kind] in out  # type: ignore[attr-defined]
+    assert "tasks created" in out and "ID       NAME" not in out  # groups only, no process rows

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -66,6 +67,13 @@ def register(sub: Any) -> None:
         help="row kinds to show: task,thread,queue (default all)",
     )
     p.add_argument(
+        "--group",
+        choices=("none", "coro"),
+        default="none",
+        help="coro: only the coroutine groups (tasks of one coroutine function, finished ones "
+        "folded in: a web service's handlers), LINES of them; by default they follow the rows",
+    )
+    p.add_argument(
         "--subprocesses",
         action="store_true",
         help="the target and all its descendants that have an agent, in one view: a process "
@@ -107,7 +115,12 @@ def run(args: argparse.Namespace) -> int:
     count = 1 if args.once else args.count
     if args.peek and args.subprocesses:
         raise CliError("--peek shows one process: it cannot be used with --subprocesses")
+    if args.group == "coro" and args.subprocesses:
+        raise CliError("--group coro shows one process's groups: drop --subprocesses")
     render: Callable[[Any], str] = fleet_text.render if args.subprocesses else top_text.render
+    if args.group == "coro":
+        render = functools.partial(top_text.render, groups_only=True)
+    groups = args.lines if args.group == "coro" else min(args.lines, 10)
     client: AgentClient | PeekSource | Fleet
     try:
         if args.peek:
@@ -128,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
                 filter=args.filter,
                 accumulate=args.accumulate,
                 kinds=kinds,
+                groups=groups,
             )
             if args.json:
                 sys.stdout.write(json.dumps(snap.to_dict(), default=str) + "\n")
