@@ -20,6 +20,11 @@ median over the rounds of the per-round ratio):
 
 Each mode's figures: requests/s (wrk) and requests per CPU-second of the server process.
 
+Then, per server, what one scrape costs the target, apart from the noise of throughput ratios:
+``--burst`` scrapes back to back while wrk loads the server; the CPU its agent's threads took
+per scrape (``/proc/PID/task``: every thread but the loop's), and the loop time each snapshot
+held the loop (``vmtop_snapshot_loop_seconds``).
+
 Load: ``wrk -t1 -cC -dD`` on loopback (``apt-get install wrk``): a Python load generator on
 the same CPUs could not saturate the server and would hide the cost.
 
@@ -59,7 +64,7 @@ MODES = ("unwatched", "attached", "scraped")
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(HERE))
 
-from bench_agent import env, loadavg, proc_cpu  # noqa: E402
+from bench_agent import env, loadavg, proc_cpu, thread_cpu  # noqa: E402
 
 
 def wrk(port: int, seconds: float, connections: int) -> float:
@@ -183,6 +188,35 @@ def once(name: str, mode: str, cfg: argparse.Namespace) -> dict[str, Any]:
                 scraper.stop()
 
 
+def burst(name: str, cfg: argparse.Namespace) -> dict[str, float]:
+    """Agent CPU and loop time per scrape, ``cfg.burst`` scrapes back to back under load."""
+    with server(name, cfg.python) as (pid, port):
+        scraper = Scraper(pid, cfg.python, cfg.every)
+        try:
+            scraper.scrape()
+            load = subprocess.Popen(
+                ["wrk", "-t1", f"-c{cfg.connections}", f"-d{int(cfg.duration) + 5}s",
+                 f"http://127.0.0.1:{port}/"],
+                stdout=subprocess.DEVNULL,
+            )  # fmt: skip
+            wrk(port, 1, cfg.connections)  # the load is on (this one ends after 1 s)
+            _, agent0 = thread_cpu(pid)
+            loop_held = []
+            for _ in range(cfg.burst):
+                with urllib.request.urlopen(scraper.url, timeout=10) as r:
+                    text = r.read().decode()
+                m = re.search(r"^vmtop_snapshot_loop_seconds\{[^}]*\} (\S+)$", text, re.M)
+                loop_held.append(float(m.group(1)) if m else float("nan"))
+            _, agent1 = thread_cpu(pid)
+            load.wait()
+        finally:
+            scraper.stop()
+    return {
+        "agent_cpu_ms": 1000 * (agent1 - agent0) / cfg.burst,
+        "loop_ms": 1000 * statistics.median(loop_held),
+    }
+
+
 RATIOS = (("scraped", "unwatched"), ("attached", "unwatched"), ("scraped", "attached"))
 
 
@@ -204,6 +238,7 @@ def bench(cfg: argparse.Namespace) -> dict[str, Any]:
                 file=sys.stderr,
             )
         results[name] = summarise(rounds)
+        results[name]["burst"] = burst(name, cfg)
     return results
 
 
@@ -251,7 +286,10 @@ def markdown(cfg: argparse.Namespace, results: dict[str, Any]) -> str:
         lines.append(
             f"- {name}: {r['scrapes']:.0f} scrapes per window, {r['scrape_ms']:.1f} ms each "
             f"(median, as the scraper saw it), exporter CPU "
-            f"{1000 * r['exporter_cpu_share'] / cfg.duration:.0f} ms/s"
+            f"{1000 * r['exporter_cpu_share'] / cfg.duration:.0f} ms/s; per scrape under load "
+            f"({cfg.burst} back to back): the target's agent threads "
+            f"{r['burst']['agent_cpu_ms']:.2f} ms of CPU, its loop held "
+            f"{r['burst']['loop_ms']:.2f} ms (median)"
         )
     return "\n".join(lines)
 
@@ -264,6 +302,7 @@ def main() -> None:
     p.add_argument("--connections", type=int, default=16)
     p.add_argument("--every", type=float, default=1.0, help="seconds between scrapes")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--burst", type=int, default=200, help="scrapes back to back for the cost")
     p.add_argument("--python", default=sys.executable)
     p.add_argument("--quick", action="store_true", help="2 rounds of 2 s")
     p.add_argument("--json", metavar="PATH")
@@ -272,7 +311,7 @@ def main() -> None:
     if bad := set(cfg.servers) - set(SERVERS):
         raise SystemExit(f"bench_exporter: unknown servers {sorted(bad)}; pick from {SERVERS}")
     if cfg.quick:
-        cfg.rounds, cfg.duration = 2, 2.0
+        cfg.rounds, cfg.duration, cfg.burst = 2, 2.0, 20
     if shutil.which("wrk") is None:
         raise SystemExit("bench_exporter: wrk not found (apt-get install wrk)")
     results = bench(cfg)
