@@ -18,6 +18,8 @@ class Uvicorn:
     """``vmtop run -m uvicorn uvicorn_app:app --workers N``; ``workers`` are read from its log."""
 
     def __init__(self, workers: int) -> None:
+        pytest.importorskip("uvicorn")
+        pytest.importorskip("starlette")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "vmtop", "run", "-q", "-m", "uvicorn", "uvicorn_app:app",
              "--workers", str(workers), "--host", "127.0.0.1", "--port", "0"],

@@ -17,9 +17,6 @@ from tests.fleet_helpers import Uvicorn, uvicorn_fixture  # noqa: F401 (the fixt
 from vmtop.client import wait_exit
 from vmtop.fleet.multi import Fleet
 
-pytest.importorskip("uvicorn")
-pytest.importorskip("starlette")
-
 
 def run_children(*flags: str) -> dict[str, object]:
     proc = subprocess.run(
@@ -32,6 +29,7 @@ def run_children(*flags: str) -> dict[str, object]:
     return dict(json.loads(proc.stdout))
 
 
+@pytest.mark.internals  # at-fork hooks, multiprocessing's start methods: every Python
 def test_every_kind_of_child_gets_its_own_agent() -> None:
     out = run_children()
     # Each answered on its own pid's socket; the parent still serves its own after the fork.
@@ -44,6 +42,7 @@ def test_every_kind_of_child_gets_its_own_agent() -> None:
         assert out[f"mp_{method}_socket_left"] is False, (method, out)
 
 
+@pytest.mark.internals
 def test_no_subprocesses_flag_keeps_children_bare() -> None:
     out = run_children("--no-subprocesses")
     for way in ("fork", "mp_spawn", "mp_forkserver", "mp_fork", "subprocess"):
