@@ -406,7 +406,6 @@ class SnapshotPhase:
 
 
 def snapshot_size(cfg: Config, n: int) -> dict[str, Any]:
-    from vmtop.agent.snapshot import SCAN_BUDGET
     from vmtop.client import AgentClient
 
     cmd = target_cmd(cfg, "run", "many_tasks.py", str(n))
@@ -417,12 +416,11 @@ def snapshot_size(cfg: Config, n: int) -> dict[str, Any]:
             phase = SnapshotPhase(client, cfg)
             out: dict[str, Any] = {"main": phase.rounds(cfg.warmup, cfg.samples)}
             out["tasks"] = phase.snap.node.tasks
-            # Settled: once the agent's round-robin scan for idle consumers has visited every
-            # task (SCAN_BUDGET tasks per snapshot), it only re-checks tasks that moved.
-            fast = 0
-            while phase.taken * SCAN_BUDGET < out["tasks"] + SCAN_BUDGET:
+            # Settled: once the agent's round-robin scans (idle consumers, queue lengths,
+            # memory; each a few ms of loop time a refresh) have visited every task, they
+            # only re-check what moved: a few hundred tasks a refresh, so tasks/500 + 5.
+            for _ in range(min(250, out["tasks"] // 500 + 5)):
                 phase.take("reductions", 0.2)
-                fast += 1
             out["settled"] = phase.rounds(0, cfg.settle_rounds)
             out["settled"]["after_snapshots"] = phase.taken - cfg.settle_rounds * len(SORTS)
         finally:
@@ -571,7 +569,7 @@ def bench_snapprofile(cfg: Config) -> dict[str, Any]:
     from many_tasks import busy, idle
 
     from vmtop.agent.collector import Collector
-    from vmtop.agent.snapshot import SCAN_BUDGET, Session, SnapshotRequest, take_snapshot
+    from vmtop.agent.snapshot import Session, SnapshotRequest, take_snapshot
 
     n = max(cfg.sizes)
 
@@ -595,7 +593,7 @@ def bench_snapprofile(cfg: Config) -> dict[str, Any]:
         try:
             for phase in ("after attach", "settled"):
                 if phase == "settled":
-                    for _ in range(n // SCAN_BUDGET + 2):
+                    for _ in range(min(250, n // 500 + 5)):  # the round-robin scans settle
                         await asyncio.sleep(0.01)
                         take_snapshot(collector, session, SnapshotRequest())
                 out[phase] = {}

@@ -234,7 +234,8 @@ def _loop_rows(
         session.loop_time += time.perf_counter() - t0
 
 
-SCAN_BUDGET = 2000  # tasks checked per snapshot for an idle wait in Queue.get (round robin)
+SCAN_BATCH = 256  # tasks checked at a time for an idle wait in Queue.get (round robin)
+SCAN_SECONDS = 0.002  # loop time a refresh spends on that scan
 
 
 def _loop_rows_inner(
@@ -255,12 +256,8 @@ def _loop_rows_inner(
         return task is not None and task.get_loop() is loop and not task.done()
 
     # Consumers idle in Queue.get since before we attached: a bounded round-robin scan.
-    refs = task_refs()
-    if refs:
-        start = collector.scan_cursor % len(refs)
-        batch = deref(refs[start : start + SCAN_BUDGET])
-        collector.scan_cursor = start + SCAN_BUDGET
-        tracker.scan_tasks(t for t in batch if mine(t))
+    refs = collector.task_refs()
+    _scan_idle_consumers(collector, refs, mine)
 
     matched = collector.loop_task_counts.get(id(loop), 0)
     pool: list[Any] | None = None  # None: every task of the loop, looked at only as needed
@@ -268,7 +265,7 @@ def _loop_rows_inner(
         text = req.filter
         pool = [
             t
-            for t in deref(refs)
+            for t in deref(task_refs())  # a filter wants every task, the newest too
             if mine(t) and (text in t.get_name().lower() or text in T.coro_name(t).lower())
         ]
         matched = len(pool)
@@ -315,6 +312,24 @@ def _loop_rows_inner(
         del pending[stat]  # only this loop's thread adds this loop's tasks: no race
     tracker.forget_dead()
     return rows, matched
+
+
+def _scan_idle_consumers(collector: Collector, refs: list[Any], mine: Any) -> None:
+    """Consumers suspended in Queue.get since before the attach: a round-robin scan of the
+    tasks, in batches, for at most ``SCAN_SECONDS`` of loop time a refresh (at 100k tasks a
+    full pass takes several refreshes; the dequeue hook finds busy consumers meanwhile)."""
+    n = len(refs)
+    if not n:
+        return
+    deadline = time.perf_counter() + SCAN_SECONDS
+    start = collector.scan_cursor % n
+    done = 0
+    while done < n and time.perf_counter() < deadline:
+        i = (start + done) % n
+        batch = deref(refs[i : min(n, i + SCAN_BATCH)])
+        collector.mailboxes.scan_tasks(t for t in batch if mine(t))
+        done += min(SCAN_BATCH, n - i)
+    collector.scan_cursor = start + done
 
 
 def _busiest(
