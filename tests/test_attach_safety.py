@@ -111,6 +111,41 @@ def test_vector_registers_of_a_borrowed_thread_are_restored(checker: Any, tmp_pa
         spin.wait()
 
 
+SLEEPS_WITH_A_HANDLER = """
+import json, signal, sys, time
+signal.signal(signal.SIGUSR1, lambda *a: print(json.dumps({"handled": True}), flush=True))
+print(json.dumps({"ready": True}), flush=True)
+time.sleep(300)
+"""
+
+
+def test_a_signal_during_the_borrowed_call_is_not_hidden(tmp_path: Path) -> None:
+    # The sleep the injector interrupted must end with EINTR when a handled signal arrived
+    # meanwhile (its handler then runs at once), not restart and hide it for 300 s.
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no C compiler")
+    library = tmp_path / "raise_sigusr1.so"
+    source = str(TARGETS / "raise_sigusr1.c")
+    subprocess.run([cc, "-shared", "-fPIC", "-o", str(library), source], check=True)
+    script = tmp_path / "sleeper.py"
+    script.write_text(SLEEPS_WITH_A_HANDLER)
+    target = JsonLines(
+        subprocess.Popen([sys.executable, "-u", str(script)], stdout=subprocess.PIPE, text=True)
+    )
+    try:
+        target.next("ready")
+        exe = os.readlink(f"/proc/{target.pid}/exe")
+        code = [(m.start, m.end) for m in read_maps(target.pid) if "x" in m.perms and m.path == exe]
+        done = ptrace_inject.load_library(target.pid, str(library), code, 10.0, tmp_path / "abort")
+        assert done["tid"] == target.pid  # the main thread, parked in its sleep
+        target.next("handled")
+        assert target.proc.poll() is None
+    finally:
+        target.proc.kill()
+        target.proc.wait()
+
+
 NATIVE_ONLY = """
 import hashlib, json, sys
 print(json.dumps({"ready": True}), flush=True)

@@ -22,7 +22,9 @@
  *    return address of 0, continue, and wait for the SIGSEGV at pc 0 that ends the call. Other
  *    signals that arrive meanwhile are delivered (Python's handler only sets a flag).
  * 4. Restore exactly what was saved (the kernel then restarts or fails the interrupted call
- *    as it would have) and detach: the thread runs on as if it had never stopped.
+ *    as it would have; if a handled signal arrived during the call, the call fails with
+ *    EINTR as that signal would have made it) and detach: the thread runs on as if it had
+ *    never stopped.
  *
  * Returns (tid, handle, message): tid 0 when no candidate was safe (nothing changed);
  * handle 0 with dlerror()'s message when dlopen failed. Raises OSError when a step failed.
@@ -171,10 +173,11 @@ static void read_string(pid_t pid, unsigned long long addr, char *out, size_t le
 
 /* Call fn(arg0, arg1) on the stopped thread, with `data` (if any) copied onto its stack and
  * passed as arg0. Returns 0 and the result in *result; -1 with errno (and `why`) on failure.
- * The thread's registers are those of the call afterwards: the caller restores them. */
+ * The thread's registers are those of the call afterwards: the caller restores them.
+ * *handled is set when a signal the process catches (`caught`) was delivered meanwhile. */
 static int remote_call(pid_t pid, pid_t tid, const saved_t *s, unsigned long long fn,
-                       const char *data, unsigned long long arg1, unsigned long long *result,
-                       char *why) {
+                       const char *data, unsigned long long arg1, unsigned long long caught,
+                       int *handled, unsigned long long *result, char *why) {
     struct user_regs_struct regs = s->regs;
     size_t len = data ? (strlen(data) + 1 + 7) / 8 * 8 : 0;
     unsigned long long base = (s->regs.rsp - 1024 - len) & ~15ULL; /* far below the red zone */
@@ -227,6 +230,8 @@ static int remote_call(pid_t pid, pid_t tid, const saved_t *s, unsigned long lon
             return -1;
         }
         /* A stop of ours (event) resumes quietly; any other signal is delivered. */
+        if (!event && sig > 0 && sig <= 64 && (caught >> (sig - 1) & 1))
+            *handled = 1;
         if (ptrace(PTRACE_CONT, tid, NULL, (void *)(long)(event ? 0 : sig)) != 0) {
             snprintf(why, ERR_LEN, "cannot resume the call: %s", strerror(errno));
             return -2;
@@ -314,12 +319,22 @@ static PyObject *load_library(PyObject *self, PyObject *args) {
             continue;
         }
         unsigned long long handle = 0, message = 0;
-        int rc = remote_call(pid, tid, &s, dlopen_addr, path, RTLD_NOW_NODELETE, &handle, why);
+        int handled = 0;
+        int rc = remote_call(pid, tid, &s, dlopen_addr, path, RTLD_NOW_NODELETE, caught,
+                             &handled, &handle, why);
         if (rc == 0 && handle == 0 && dlerror_addr) {
             rc = restore_state(tid, &s); /* a clean frame for the second call */
             if (rc == 0)
-                rc = remote_call(pid, tid, &s, dlerror_addr, NULL, 0, &message, why);
+                rc = remote_call(pid, tid, &s, dlerror_addr, NULL, 0, caught, &handled,
+                                 &message, why);
         }
+        /* A handler ran during the call: the interrupted system call must now end as it
+         * would have had the signal come while it waited, with EINTR (Python's handlers have
+         * no SA_RESTART), not be restarted as if nothing happened (a sleep would hide a
+         * Ctrl-C for its whole length). ERESTARTNOINTR always restarts. */
+        long was = (long)s.regs.rax;
+        if (handled && (long)s.regs.orig_rax >= 0 && (was == -512 || was == -514 || was == -516))
+            s.regs.rax = (unsigned long long)-EINTR;
         char text[ERR_LEN] = "";
         if (rc == 0 && handle == 0)
             read_string(pid, message, text, sizeof text);
