@@ -147,6 +147,11 @@ def _explain(pid: int, result: dict[str, object]) -> str:
         )
     if result.get("errno") == 3:  # ESRCH
         return f"pid {pid} exited"
+    if result.get("errno") == 110:  # ETIMEDOUT: a thread that never reached its stop
+        return (
+            f"a thread of pid {pid} did not stop when asked (uninterruptible sleep?); "
+            "nothing was changed"
+        )
     return message
 
 
