@@ -233,12 +233,17 @@ def instructions(cfg: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for server in cfg.servers:
         per: dict[str, float] = {}
-        for mode in ("plain", "idle"):
+        for mode in ("plain", "run", "idle"):
             a = callgrind_once(server, mode, small, cfg)
             b = callgrind_once(server, mode, large, cfg)
             per[mode] = (b - a) / (large - small)
             print(f"  {server} {mode}: {per[mode]:,.0f} instructions/request", file=sys.stderr)
-        out[server] = {**per, "idle/plain": per["idle"] / per["plain"]}
+        out[server] = {
+            **per,
+            "run/plain": per["run"] / per["plain"],
+            "idle/plain": per["idle"] / per["plain"],
+            "idle/run": per["idle"] / per["run"],
+        }
     return out
 
 
@@ -249,11 +254,15 @@ def instructions_markdown(cfg: argparse.Namespace, results: dict[str, Any]) -> s
         f"{datetime.datetime.now():%Y-%m-%d %H:%M}, Python {platform.python_version()}, "
         f"callgrind, {small} and {large} sequential requests to /item/2",
         "",
-        "| server | instructions/request plain | attached (hooks, factory) | attached / plain |",
-        "|---|---|---|---|",
+        "| server | plain | run (agent, no client) | attached (hooks, factory) | run / plain "
+        "| attached / plain | attached / run |",
+        "|---|---|---|---|---|---|---|",
     ]
     for server, r in results.items():
-        lines.append(f"| {server} | {r['plain']:,.0f} | {r['idle']:,.0f} | {r['idle/plain']:.4f} |")
+        lines.append(
+            f"| {server} | {r['plain']:,.0f} | {r['run']:,.0f} | {r['idle']:,.0f}"
+            f" | {r['run/plain']:.4f} | {r['idle/plain']:.4f} | {r['idle/run']:.4f} |"
+        )
     return "\n".join(lines)
 
 

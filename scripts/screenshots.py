@@ -166,11 +166,20 @@ async def _select(app: VmtopApp, pilot: Pilot[Any], name: str) -> None:
     await pilot.pause()
 
 
+async def groups(app: VmtopApp, pilot: Pilot[Any], demo: Demo) -> None:
+    await pilot.press("g")
+    await app.wait_until(
+        lambda: "Gateway.handle_request" in [v.name for v in app.table.views.values()]
+    )
+    await settle(app, pilot, 2)
+
+
 SHOTS: dict[str, tuple[Steps, tuple[int, int]]] = {
     "main-160x48": (main_screen, BIG),
     "main-80x24": (main_screen, SMALL),
     "mailbox-160x48": (sorted_by_mailbox, BIG),
     "filter-160x48": (filtered, BIG),
+    "groups-160x48": (groups, BIG),
     "detail-160x48": (detail, BIG),
     "detail-80x24": (detail, SMALL),
     "help-80x24": (help_screen, SMALL),

@@ -72,8 +72,8 @@ def test_runs_for_duration_and_exits_zero() -> None:
     assert proc.returncode == 0, err
     assert "Traceback" not in err
     assert err == ""
-    # 14 named actors + 50 idle ones, all under the supervisor
-    assert "64 actors under 'supervisor'" in out
+    # 15 named actors + 50 idle ones, all under the supervisor
+    assert "65 actors under 'supervisor'" in out
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])

@@ -46,7 +46,7 @@ OPTIONS: dict[str, frozenset[str]] = {
 MAX_DURATION = 3600.0
 RESULT_TTL = 600.0
 ENABLE_TIMEOUT = 5.0  # seconds a loop may take to run the callback that enables cProfile
-DEFAULT_DEPTH = 25  # tracemalloc frames per traceback, as vmtop.allocations (cost: DESIGN.md)
+DEFAULT_DEPTH = 25  # tracemalloc frames per traceback, as vmtop.allocations (cost: docs/memory.md)
 MAX_DEPTH = 1000
 
 _VMTOP_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep

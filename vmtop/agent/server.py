@@ -1,6 +1,6 @@
 """The agent's listener: a daemon thread serving a Unix stream socket, one thread per client.
 
-Rules (DESIGN.md): the socket lives in a 0700 directory checked with lstat, is 0600 itself,
+Rules (docs/security.md): the socket lives in a 0700 directory checked with lstat, is 0600 itself,
 and every accepted peer's uid (``SO_PEERCRED``) must be ours or root. A client that sends a
 request line over 64 KiB, or does not read its replies within ``SEND_TIMEOUT``, is dropped
 (and counted): the target never waits on a slow client. Errors in a handler are answered as

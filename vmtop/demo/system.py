@@ -64,6 +64,7 @@ class DemoConfig:
     disk_sync: float = 0.002  # simulated fsync per record (thread blocked, GIL released)
     max_restarts: int = 5
     restart_window: float = 60.0
+    gateway_rate: float = 200.0  # requests per second: one short task each, as web servers do
 
 
 def idle_names(count: int) -> list[str]:
@@ -401,6 +402,32 @@ class Subscriber(Actor):
         await asyncio.sleep(self.delay)
 
 
+class Gateway(TickingActor):
+    """A web front end in miniature: one short task per request, as aiohttp and uvicorn make
+    them; each awaits a lookup of a few milliseconds. They show as one group (``g`` in the
+    TUI, ``vmtop top --group coro``), not as rows."""
+
+    def __init__(self, name: str, rate: float, interval: float, seed: int | None) -> None:
+        super().__init__(name)
+        self.rate = rate
+        self.interval = interval
+        self.rng = _rng(seed, name)
+        self.served = 0
+        self._inflight: set[asyncio.Task[int]] = set()
+
+    async def tick(self) -> None:
+        for _ in range(max(1, int(self.rate * self.interval))):
+            self.served += 1
+            task = asyncio.create_task(self.handle_request(self.served), name="request")
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+        await asyncio.sleep(self.interval)
+
+    async def handle_request(self, n: int) -> int:
+        await asyncio.sleep(self.rng.uniform(0.001, 0.004))  # the lookup
+        return n
+
+
 class IdleActor(Actor):
     """Waits on an empty mailbox forever: the long tail of a real actor system."""
 
@@ -442,6 +469,7 @@ class DemoSystem:
         subscribers = [
             Subscriber(f"subscriber-{i}", self.pubsub, cfg.subscriber_delay) for i in (1, 2, 3)
         ]
+        gateway = Gateway("gateway", cfg.gateway_rate, 0.05, seed)
         idle = [IdleActor(name) for name in idle_names(cfg.idle)]
         children: list[Actor] = [
             *producers,
@@ -453,6 +481,7 @@ class DemoSystem:
             self.blocker,
             publisher,
             *subscribers,
+            gateway,
             *idle,
         ]
         self.actors: dict[str, Actor] = {a.name: a for a in children}

@@ -354,8 +354,9 @@ def group_current(group: GroupRow, interval: float, accumulate: bool) -> str:
     if accumulate:
         flow = f"{F.count(group.started_total)} started, {F.count(group.finished_total)} done"
     else:
-        rate = group.started / interval if interval > 0 else 0.0
-        flow = f"{rate:,.0f}/s started, {F.count(group.finished)} done"
+        started = group.started / interval if interval > 0 else 0.0
+        done = group.finished / interval if interval > 0 else 0.0
+        flow = f"{started:,.0f}/s started, {done:,.0f}/s done"
     failed = group.failed + group.cancelled
     if failed:
         flow += f" ({F.count(failed)} failed/cancelled)"
