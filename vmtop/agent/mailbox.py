@@ -68,6 +68,7 @@ def blocked_putters(q: Any) -> int:
 LONGEST_SECONDS = 0.002  # loop time a refresh spends reading queue lengths (mailbox sort)
 LENGTH_BATCH = 512
 ITEMS_MAX_AGE = 5.0  # seconds the copy of the tracked queues is reused by that round robin
+FORGET_SECONDS = 0.001  # loop time a refresh spends dropping queues that were collected
 
 
 class MailboxTracker:
@@ -85,11 +86,12 @@ class MailboxTracker:
         self._seq = 0
         self.by_consumer: dict[int, set[int]] = {}  # id(consumer) -> ids of its queues
         self.multi: set[int] = set()  # ids of queues seen with more than one consumer
-        self._last_live = 0
         self._nonempty: dict[int, tuple[int, QueueInfo]] = {}  # queue key -> last length read
         self._length_cursor = 0
         self._items: list[tuple[int, QueueInfo]] = []  # a copy of queues, for the round robin
         self._items_at = 0.0
+        self._forget: list[tuple[int, QueueInfo]] = []  # the copy forget_dead walks
+        self._forget_at = 0
         self._originals: dict[str, Any] = {}
         self._lock = threading.Lock()
 
@@ -200,18 +202,25 @@ class MailboxTracker:
                 with self._lock:
                     self._add(q, thread)
 
-    def forget_dead(self) -> None:
-        """Drop queues that were garbage collected (cheap: only when many are tracked)."""
-        if len(self.queues) < 2 * self._last_live + 1024:
-            return
+    def forget_dead(self, seconds: float = FORGET_SECONDS) -> None:
+        """Drop queues that were garbage collected: a round robin over the tracked queues for
+        at most ``seconds`` a refresh (a full walk of 100k queues held the loop ~50 ms)."""
+        deadline = time.perf_counter() + seconds
+        if self._forget_at >= len(self._forget):
+            self._forget, self._forget_at = list(self.queues.items()), 0
+        items, i = self._forget, self._forget_at
         with self._lock:
-            for key, info in list(self.queues.items()):
-                if info.ref() is None:
-                    del self.queues[key]
-                    self.multi.discard(key)
-            for cid in [c for c, owned in self.by_consumer.items() if not owned]:
-                del self.by_consumer[cid]
-            self._last_live = len(self.queues)
+            while i < len(items) and time.perf_counter() < deadline:
+                for key, info in items[i : i + LENGTH_BATCH]:
+                    if info.ref() is None and self.queues.get(key) is info:
+                        del self.queues[key]
+                        self.multi.discard(key)
+                        self._nonempty.pop(key, None)
+                i += LENGTH_BATCH
+            self._forget_at = i
+            if i >= len(items):  # a whole pass: consumers left with no queue go too
+                for cid in [c for c, owned in self.by_consumer.items() if not owned]:
+                    del self.by_consumer[cid]
         if len(self._by_task) > 4 * max(1024, len(self.queues)):
             self._by_task.clear()
 
