@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from tests.attach_helpers import (
     inject_agent_ptrace,
     inject_marker,
 )
-from vmtop.attach import AttachError, ensure_agent, payload, ptrace_inject
+from vmtop.attach import AttachError, ensure_agent, payload, ptrace_inject, threads
 from vmtop.attach.ensure import existing_agent
 from vmtop.attach.maps import read_maps
 from vmtop.paths import socket_path
@@ -79,6 +80,48 @@ def test_injections_change_no_result_and_stop_no_heartbeat(
     assert after["threading"] is True, after  # threading.main_thread() is the main thread
     assert after["beat"] > first["beat"]
     assert target.running_and_untraced()
+
+
+PARKS_AND_SPINS = """
+import json, os, select, threading, time
+r, w = os.pipe()
+threading.Thread(target=time.sleep, args=(300,), name="sleeper", daemon=True).start()
+threading.Thread(target=os.read, args=(r, 1), name="reader", daemon=True).start()
+def spin():
+    while True:
+        pass
+threading.Thread(target=spin, name="spinner", daemon=True).start()
+print(json.dumps({"ready": True, "native_ids": {t.name: t.native_id for t in threading.enumerate()}}), flush=True)
+select.select([], [], [], 300)
+"""
+
+
+def test_candidate_threads_parked_first_then_main_then_running(tmp_path: Path) -> None:
+    script = tmp_path / "parks.py"
+    script.write_text(PARKS_AND_SPINS)
+    target = JsonLines(
+        subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    )
+    try:
+        ids = target.next("ready")["native_ids"]
+        pid = target.pid
+        # Wait until each thread is where it parks (the kernel says so; no fixed sleep):
+        # clock_nanosleep, read of a pipe, select (glibc makes it pselect6).
+        wanted = {ids["sleeper"]: {230}, ids["reader"]: {0}, pid: {23, 270}}
+        deadline = time.monotonic() + 20
+        while True:
+            found = {tid: nr for tid, nr, _ in threads.candidates(pid)}
+            if all(found.get(t) in nrs for t, nrs in wanted.items()) or time.monotonic() > deadline:
+                break
+            time.sleep(0.01)  # polling /proc: the kernel has no event for "now parked"
+        order = [tid for tid, _, _ in threads.candidates(pid)]
+        assert all(found.get(t) in nrs for t, nrs in wanted.items()), found
+        # Parked threads other than the main one, then the main one, then the running ones.
+        assert order.index(pid) > max(order.index(ids["sleeper"]), order.index(ids["reader"]))
+        assert found[ids["spinner"]] == -1 and order.index(ids["spinner"]) > order.index(pid)
+    finally:
+        target.proc.kill()
+        target.proc.wait()
 
 
 def test_vector_registers_of_a_borrowed_thread_are_restored(checker: Any, tmp_path: Path) -> None:
