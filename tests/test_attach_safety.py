@@ -190,10 +190,13 @@ def test_a_signal_during_the_borrowed_call_is_not_hidden(tmp_path: Path) -> None
 
 
 NATIVE_ONLY = """
-import hashlib, json, sys
+import hashlib, json, sys, time
+t = time.perf_counter()
+hashlib.pbkdf2_hmac("sha256", b"x", b"salt", 100_000)
+rounds = int(100_000 * 4.0 / (time.perf_counter() - t))  # about 4 s on this machine
 print(json.dumps({"ready": True}), flush=True)
-# About 3 s in OpenSSL's code in one call: no thread is ever at a safe point meanwhile.
-hashlib.pbkdf2_hmac("sha256", b"x", b"salt", 13_000_000)
+# One call in OpenSSL's code: no thread is ever at a safe point meanwhile.
+hashlib.pbkdf2_hmac("sha256", b"x", b"salt", rounds)
 print(json.dumps({"done": True}), flush=True)
 sys.stdin.read()  # alive until the test ends
 """
@@ -201,7 +204,7 @@ sys.stdin.read()  # alive until the test ends
 
 @pytest.fixture
 def native_only(tmp_path: Path) -> Iterator[JsonLines]:
-    """A program whose only thread runs OpenSSL's code for about 3 s."""
+    """A program whose only thread runs OpenSSL's code for about 4 s."""
     script = tmp_path / "native.py"
     script.write_text(NATIVE_ONLY)
     proc = subprocess.Popen(
