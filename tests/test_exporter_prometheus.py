@@ -124,22 +124,6 @@ def test_subprocesses_exports_forked_workers(tmp_path: Path) -> None:
         proc.wait(30)
 
 
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        ([], "give the PIDs to export, or --all (not both)"),
-        (["--all", "1"], "give the PIDs to export, or --all (not both)"),
-        (["--all", "--subprocesses"], "--all already includes every subprocess that has an agent"),
-        (["999999999"], "no process with pid 999999999"),
-        ([str(os.getpid()), "--listen", "nowhere"], "--listen takes HOST:PORT, not 'nowhere'"),
-    ],
-)
-def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str) -> None:
-    proc = vmtop_cmd("exporter", *args)
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [f"vmtop exporter: error: {message}"]
-
-
 def test_a_busy_port_is_one_line_and_exit_2() -> None:
     first = Exporter("--all")
     try:

@@ -107,11 +107,3 @@ def test_a_worker_that_dies_is_a_note_not_an_error() -> None:
         assert server.workers[1] in {pid for pid, _ in second.rows}
     finally:
         server.stop()
-
-
-def test_top_subprocesses_with_peek_is_one_line_error() -> None:
-    proc = vmtop_cmd("top", str(os.getpid()), "--subprocesses", "--peek", "--once")
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [
-        "vmtop top: error: --peek shows one process: it cannot be used with --subprocesses"
-    ]

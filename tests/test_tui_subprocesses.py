@@ -7,7 +7,6 @@ import asyncio
 
 import pytest
 
-from tests.agent_helpers import vmtop_cmd
 from tests.fleet_helpers import Uvicorn, uvicorn_fixture  # noqa: F401 (the fixture)
 from vmtop.fleet.source import FleetSource
 from vmtop.tui.app import VmtopApp
@@ -41,11 +40,3 @@ def test_tui_shows_every_workers_rows_and_drills_into_one(uvicorn: Uvicorn) -> N
             assert screen.data is not None and screen.data["name"] == first.name
 
     asyncio.run(main())
-
-
-def test_attach_subprocesses_with_peek_is_one_line_error(uvicorn: Uvicorn) -> None:
-    proc = vmtop_cmd("attach", str(uvicorn.pid), "--subprocesses", "--peek")
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [
-        "vmtop attach: error: --peek shows one process: it cannot be used with --subprocesses"
-    ]

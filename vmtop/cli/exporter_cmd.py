@@ -24,7 +24,9 @@ def register(sub: Any) -> None:
         "(one snapshot per target per scrape) and serves Prometheus metrics on HTTP. "
         "Nothing listens inside the targets.",
     )
-    p.add_argument("pids", nargs="*", type=options.pid, metavar="PID", help="targets to export")
+    p.add_argument(
+        "pid", nargs="*", default=[], type=options.pid, help="process ids of the targets"
+    )
     p.add_argument(
         "--all", action="store_true", help="every process of this user that has an agent"
     )
@@ -52,11 +54,11 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(
             f"the exporter needs prometheus_client ({exc}): pip install 'vmtop[exporter]'"
         ) from None
-    if bool(args.pids) == bool(args.all):
+    if bool(args.pid) == bool(args.all):
         raise CliError("give the PIDs to export, or --all (not both)")
     if args.all and args.subprocesses:
         raise CliError("--all already includes every subprocess that has an agent")
-    missing = [pid for pid in args.pids if not pid_exists(pid)]
+    missing = [pid for pid in args.pid if not pid_exists(pid)]
     if missing:
         raise CliError(f"no process with pid {missing[0]}")
     try:
@@ -67,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     def report(message: str) -> None:
         print(f"vmtop exporter: {message}", file=sys.stderr, flush=True)
 
-    targets = Targets(args.pids, args.all, args.subprocesses, report)
+    targets = Targets(args.pid, args.all, args.subprocesses, report)
     try:
         bound_host, bound_port, httpd = serve(targets, host, port)
     except OSError as exc:
