@@ -65,20 +65,12 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(HERE))
 
 from bench_agent import env, loadavg, proc_cpu, thread_cpu  # noqa: E402
+from bench_web import wrk as wrk_path  # noqa: E402
 
 
 def wrk(port: int, seconds: float, connections: int) -> float:
-    """Requests/s that wrk completed (it exits by itself after ``seconds``)."""
-    out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{int(seconds)}s", f"http://127.0.0.1:{port}/"],
-        capture_output=True,
-        text=True,
-        timeout=seconds + 30,
-    ).stdout
-    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if not match:
-        raise SystemExit(f"bench_exporter: wrk printed no rate:\n{out}")
-    return float(match.group(1))
+    """Requests/s that wrk completed against the server's ``/``."""
+    return wrk_path(port, seconds, connections, path="/")
 
 
 def free_port() -> int:
