@@ -20,7 +20,7 @@ from vmtop.client import AgentClient, ClientError, NoAgent, TargetGone, pid_exis
 from vmtop.exporter.budget import GroupBudget
 from vmtop.exporter.families import Observation
 from vmtop.fleet.tree import agent_pids, descendants, parent_pid
-from vmtop.records import KINDS, Snapshot
+from vmtop.records import Snapshot
 
 TIMEOUT = 5.0  # per target and scrape; a blocked loop is answered for after 1 s
 MAX_PARALLEL = 8
@@ -37,15 +37,9 @@ class Target:
 
     def snapshot(self) -> Snapshot:
         with self.lock:  # two scrapes at once take turns on one connection
-            result = self.client.request(
-                "snapshot",
-                sort="mailbox",
-                limit=ROWS_FETCHED,
-                kinds=list(KINDS),
-                memory=False,
-                groups=GROUPS_FETCHED,
+            return self.client.snapshot(
+                sort="mailbox", limit=ROWS_FETCHED, memory=False, groups=GROUPS_FETCHED
             )
-        return Snapshot.from_dict(result)
 
 
 class Targets:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import heapq
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -73,22 +72,16 @@ class Fleet:
     """A root pid and its descendants' agents. Use as a context manager; ``snapshot`` raises
     :class:`ClientError` (:class:`TargetGone`) only for the root."""
 
-    def __init__(
-        self,
-        root: int,
-        timeout: float = 15.0,
-        connect: Callable[[int, float], AgentClient] | None = None,
-    ) -> None:
+    def __init__(self, root: int, timeout: float = 15.0) -> None:
         self.root = root
         self.timeout = timeout
-        self._connect = connect or (lambda pid, t: AgentClient(pid, t).connect())
         self.clients: dict[int, AgentClient] = {}
         self.parents: dict[int, int] = {}
         self._no_agent: set[int] = set()
         self._pool = ThreadPoolExecutor(MAX_PARALLEL, thread_name_prefix="vmtop-fleet")
 
     def connect(self) -> Fleet:
-        self.clients[self.root] = self._connect(self.root, self.timeout)
+        self.clients[self.root] = AgentClient(self.root, self.timeout).connect()
         self._discover([])
         return self
 
@@ -117,7 +110,7 @@ class Fleet:
             if pid in self.clients or pid in self._no_agent:
                 continue
             try:
-                self.clients[pid] = self._connect(pid, self.timeout)
+                self.clients[pid] = AgentClient(pid, self.timeout).connect()
             except NoAgent:
                 self._no_agent.add(pid)  # said once; a process does not grow an agent later
                 if is_python(pid):
