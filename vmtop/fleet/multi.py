@@ -106,7 +106,9 @@ class Fleet:
             raise ClientError(f"pid {pid} is not one of the processes shown") from None
 
     def _discover(self, notes: list[str]) -> None:
-        for pid in descendants(self.root):
+        found = descendants(self.root)
+        self._no_agent &= set(found)  # a pid that comes back is a new process: look again
+        for pid in found:
             if pid in self.clients or pid in self._no_agent:
                 continue
             try:
