@@ -116,6 +116,10 @@ class Targets:
                     self._once(target.pid, "exited", f"pid {target.pid} exited: no longer scraped")
                 else:
                     self._once(target.pid, "error", f"pid {target.pid}: {exc}")
+        with self._lock:  # a pid that is gone may come back as a new process: say it again
+            self._said = {
+                (pid, what) for pid, what in self._said if pid in self.pids or pid_exists(pid)
+            }
         names = {t.pid: program_name(s.node.argv) for t, s in observed}
         return [
             Observation(
