@@ -58,7 +58,7 @@ MODES = ("plain", "run", "idle", "refresh")
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(HERE))
 
-from bench_agent import Refresher, child, loadavg, read_json  # noqa: E402
+from bench_agent import Refresher, child, loadavg, proc_cpu, read_json  # noqa: E402
 
 
 def rss_mib(pid: int) -> float:
@@ -110,10 +110,13 @@ def once(server: str, mode: str, cfg: argparse.Namespace) -> dict[str, Any]:
             refresher.client.snapshot(limit=50)  # the hooks are in, the first refresh done
             if mode == "refresh":
                 refresher.start()
-        rss0 = rss_mib(pid)
+        rss0, cpu0 = rss_mib(pid), proc_cpu(pid)
         rate = wrk(port, cfg.duration, cfg.connections)
-        rss1 = rss_mib(pid)
+        rss1, cpu1 = rss_mib(pid), proc_cpu(pid)
         out: dict[str, Any] = {"rate": rate, "rss_growth": rss1 - rss0, "rss_end": rss1}
+        # CPU-seconds of the server (all its threads) per request: what the watching costs
+        # the server itself, much less moved by other processes than requests/s.
+        out["cpu_per_request"] = (cpu1 - cpu0) / max(1.0, rate * cfg.duration)
         if refresher is not None:
             refresher._stop.set()  # the refreshing thread ends before this one asks
             if mode == "refresh":
@@ -155,8 +158,12 @@ def summarise(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, Any]:
     for mode in MODES:
         out[f"{mode}_rate"] = med([r[mode]["rate"] for r in rounds])
         out[f"{mode}_rss_growth"] = med([r[mode]["rss_growth"] for r in rounds])
+        out[f"{mode}_cpu_per_request"] = med([r[mode]["cpu_per_request"] for r in rounds])
         if mode != "plain":
             out[f"{mode}/plain"] = med([r[mode]["rate"] / r["plain"]["rate"] for r in rounds])
+            out[f"{mode}/plain cpu"] = med(
+                [r["plain"]["cpu_per_request"] / r[mode]["cpu_per_request"] for r in rounds]
+            )
     out["refresh/run"] = med([r["refresh"]["rate"] / r["run"]["rate"] for r in rounds])
     out["loop_time"] = med([r["refresh"]["loop_time"] for r in rounds])
     lags = [r["refresh"]["lag_p99"] for r in rounds if r["refresh"].get("lag_p99") is not None]
@@ -172,6 +179,9 @@ def markdown(cfg: argparse.Namespace, results: dict[str, Any]) -> str:
         f"wrk -t1 -c{cfg.connections} -d{cfg.duration:g}s, {cfg.rounds} rounds, "
         f"load average {loadavg()}",
         "",
+        "Throughput as requests/s ratios, and as requests per server CPU-second ratios "
+        "(in brackets: plain CPU per request / mode's CPU per request).",
+        "",
         "| server | plain req/s | run / plain | idle / plain | refresh / plain | "
         "refresh / run | RSS growth plain / refresh (MiB) | snapshot loop time | lag p99 |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -179,8 +189,11 @@ def markdown(cfg: argparse.Namespace, results: dict[str, Any]) -> str:
     for server, r in results.items():
         lag = f"{r['lag_p99'] * 1000:.1f} ms" if r["lag_p99"] is not None else "–"
         lines.append(
-            f"| {server} | {r['plain_rate']:,.0f} | {r['run/plain']:.3f} | {r['idle/plain']:.3f}"
-            f" | {r['refresh/plain']:.3f} | {r['refresh/run']:.3f}"
+            f"| {server} | {r['plain_rate']:,.0f}"
+            f" | {r['run/plain']:.3f} [{r['run/plain cpu']:.3f}]"
+            f" | {r['idle/plain']:.3f} [{r['idle/plain cpu']:.3f}]"
+            f" | {r['refresh/plain']:.3f} [{r['refresh/plain cpu']:.3f}]"
+            f" | {r['refresh/run']:.3f}"
             f" | {r['plain_rss_growth']:+.1f} / {r['refresh_rss_growth']:+.1f}"
             f" | {r['loop_time'] * 1000:.2f} ms | {lag} |"
         )

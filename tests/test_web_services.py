@@ -121,16 +121,23 @@ def test_a_handler_with_known_awaits_shows_exact_steps_per_request(server: Targe
     name = REQUEST_GROUP[server.kind]  # type: ignore[attr-defined]
     with AgentClient(server.pid) as client:
         client.snapshot(limit=1)
-        get(port, "/item/0", 20)
+        get(port, "/item/1", 20)
         base = group(client.snapshot(limit=1), name)
-        get(port, "/item/3", 20)
+        get(port, "/item/4", 20)
         more = group(client.snapshot(limit=1), name)
-    # Per interval: 20 requests each; /item/3 awaits asyncio.sleep(0) three more times.
+    # Per interval: 20 requests each; /item/4 awaits asyncio.sleep(0) three more times. (Both
+    # suspend: on 3.12+ aiohttp starts request tasks eagerly with asyncio.Task(...), whose
+    # first step no hook sees; a request that suspends is counted from its second step.)
     assert (base.finished, more.finished) == (20, 20)
     assert base.reductions is not None and more.reductions is not None
     assert base.reductions % 20 == 0 and more.reductions % 20 == 0
     assert more.reductions // 20 - base.reductions // 20 == 3
-    assert base.lifetime_p50 is not None and 0 < base.lifetime_p50 < 1.0
+    if server.kind == "aiohttp" and sys.version_info >= (3, 12):  # type: ignore[attr-defined]
+        # aiohttp makes these tasks with asyncio.Task(..., eager_start=True), not through
+        # the loop's factory: the agent meets them at their second step, with no birth time.
+        assert base.lifetime_p50 is None and "first seen at a step" in base.notes[0]
+    else:
+        assert base.lifetime_p50 is not None and 0 < base.lifetime_p50 < 1.0
 
 
 def test_detach_restores_the_loop_and_leaves_nothing(server: Target) -> None:
@@ -142,8 +149,15 @@ def test_detach_restores_the_loop_and_leaves_nothing(server: Target) -> None:
         (loop,) = snap.node.loops
         assert loop.steps_counted
     # A new client after the detach starts from zero: nothing was kept from the last one.
-    with AgentClient(server.pid) as client:
-        snap = client.snapshot(limit=5, accumulate=True)
+    # (The agent sees the first client's close on its own thread: wait until it has.)
+    deadline = time.monotonic() + 15
+    while True:
+        with AgentClient(server.pid) as client:
+            snap = client.snapshot(limit=5, accumulate=True)
+        if snap.node.clients == 1 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert snap.node.clients == 1
     assert snap.node.tasks_created_total == 0
     assert all((g.finished_total, g.started_total) == (0, 0) for g in snap.groups)
 

@@ -95,7 +95,10 @@ def group_row(g: Any, prev: GroupMark, accumulate: bool) -> tuple[GroupRow, Grou
     name, file, line = describe_code(g.code)
     notes: list[str] = []
     if int(g.adopted):
-        notes.append(f"{int(g.adopted)} task(s) older than the attach: no lifetime")
+        notes.append(
+            f"{int(g.adopted)} task(s) first seen at a step, not at creation (older than the "
+            "attach, or made by asyncio.Task(...) itself): no lifetime, not in STARTED"
+        )
     if int(g.abandoned):
         notes.append(f"{int(g.abandoned)} task(s) dropped by the program while pending")
     row = GroupRow(
