@@ -95,6 +95,20 @@ def group(snap: Snapshot, name: str) -> GroupRow:
 
 
 def test_memory_stays_bounded_while_a_client_is_attached_and_silent(server: Target) -> None:
+    check_memory_bounded(server)
+
+
+def test_memory_stays_bounded_with_the_python_hooks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fallback (no compiler at install, or VMTOP_HOOKS=python) keeps nothing either."""
+    pytest.importorskip("aiohttp")
+    monkeypatch.setenv("VMTOP_HOOKS", "python")
+    with Target("web_app.py", "aiohttp") as target:
+        target.kind = "aiohttp"  # type: ignore[attr-defined]
+        wait_listening(int(target.ready["port"]))
+        check_memory_bounded(target)
+
+
+def check_memory_bounded(server: Target) -> None:
     port = int(server.ready["port"])
     load(port, 2)  # warm-up: imports, caches, the allocator's arenas
     before = rss(server.pid)

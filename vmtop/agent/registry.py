@@ -127,7 +127,9 @@ class PyRegistry:
     def __init__(self, cancelled_error: type[BaseException], max_groups: int = MAX_GROUPS) -> None:
         self.entries: dict[Any, PyTaskStat] = {}
         self.groups: dict[Any, PyGroupStat] = {}
-        self.window: list[PyTaskStat] = []
+        # Stats that stepped since the last take() (a dict, so a finished task leaves it at
+        # once: a client that never asks must not keep one entry per finished task).
+        self.window: dict[PyTaskStat, None] = {}
         self.epoch = 1
         self.other_pair = [0, 0.0]
         self.created = self.adopted = self.finished = self.abandoned = 0
@@ -168,10 +170,12 @@ class PyRegistry:
         g = s.group
         g.steps += steps
         g.secs += dt
+        if s.finished:
+            return
         if s.epoch != self.epoch:
             s.epoch = self.epoch
             s.win = [0, 0.0]
-            self.window.append(s)
+            self.window[s] = None
         win = s.win
         win[0] += steps
         win[1] += dt
@@ -180,6 +184,7 @@ class PyRegistry:
         if s.finished:
             return
         s.finished = 1
+        self.window.pop(s, None)
         g = s.group
         g.live -= 1
         if how == "abandoned":
@@ -215,7 +220,7 @@ class PyRegistry:
 
     # -- reading ----------------------------------------------------------------------------
     def take(self) -> tuple[list[tuple[PyTaskStat, int, float]], list[float]]:
-        window, self.window = self.window, []
+        window, self.window = self.window, {}
         self.epoch += 1
         other, self.other_pair = self.other_pair, [0, 0.0]
         return [(s, int(s.win[0]), s.win[1]) for s in window], other
