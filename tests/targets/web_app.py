@@ -3,7 +3,8 @@ asyncio loop). One short task per request, which is what vmtop must watch cheapl
 
 Usage: python web_app.py aiohttp|uvicorn-uvloop|uvicorn-asyncio [--port P]
 Routes: ``/item/{n}`` answers JSON after ``n`` awaits of ``asyncio.sleep(0)`` (so a request's
-step count is known), ``/`` answers at once. Prints {"ready": true, "port": P, "pid": N} once
+step count is known), ``/`` answers at once, ``/gc`` answers ``gc.get_stats()`` (collections
+per generation since the start, with or without vmtop). Prints {"ready": true, "port": P, "pid": N} once
 listening on 127.0.0.1; exits on SIGTERM or SIGINT.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import socket
@@ -45,12 +47,16 @@ def run_aiohttp(port: int) -> None:
     async def root(request: web.Request) -> web.Response:
         return web.json_response({"ok": True})
 
+    async def gc_stats(request: web.Request) -> web.Response:
+        return web.json_response(gc.get_stats())
+
     async def announce(app: web.Application) -> None:
         say(ready=True, port=port, pid=os.getpid(), server="aiohttp")
 
     app = web.Application()
     app.router.add_get("/", root)
     app.router.add_get("/item/{n}", item)
+    app.router.add_get("/gc", gc_stats)
     app.on_startup.append(announce)
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
 
@@ -70,12 +76,18 @@ def run_uvicorn(port: int, loop: str) -> None:
     async def root(request: Request) -> JSONResponse:
         return JSONResponse({"ok": True})
 
+    async def gc_stats(request: Request) -> JSONResponse:
+        return JSONResponse(gc.get_stats())
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         say(ready=True, port=port, pid=os.getpid(), server=f"uvicorn-{loop}")
         yield
 
-    app = Starlette(routes=[Route("/", root), Route("/item/{n:int}", item)], lifespan=lifespan)
+    app = Starlette(
+        routes=[Route("/", root), Route("/item/{n:int}", item), Route("/gc", gc_stats)],
+        lifespan=lifespan,
+    )
     uvicorn.run(app, host="127.0.0.1", port=port, loop=loop, log_level="warning", access_log=False)
 
 
