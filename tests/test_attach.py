@@ -258,7 +258,9 @@ def test_cpu_busy_loop(start: Any, python: str) -> None:
     target = start("busy", python)
     snap = inject_and_snapshot(python, target.pid)
     main = rows(snap)["MainThread"]
-    assert main["current"]["function"] == "spin"
+    # The busy loop's frames; emit() shows up when the snapshot is taken just as the main
+    # thread gives the GIL up to write a tick (that is when the agent's thread gets it).
+    assert main["current"]["function"] in ("spin", "emit")
     before = target.expect("tick")
     assert target.expect("tick") > before  # still running its loop
     assert target.status("TracerPid") == "0"
