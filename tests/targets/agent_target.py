@@ -33,8 +33,12 @@ def crunch_numbers(n):
 
 
 async def hot():
+    # Steps of ~10-20 ms. A loop that yields every 2 ms lets the event loop release and
+    # retake the GIL (select(0)) faster than a waiting thread's switch interval: CPython's
+    # take_gil then never asks for the GIL, and an agent thread can starve for seconds
+    # (docs/attach.md, "Hello latency ..."). These tests are about columns, not that.
     while True:
-        crunch_numbers(20000)
+        crunch_numbers(200000)
         await asyncio.sleep(0)
 
 
