@@ -151,8 +151,16 @@ def test_cancel_cancels(target: Target) -> None:
 
 
 def test_hooks_exist_only_while_attached(target: Target) -> None:
-    # An earlier test's client may still be detaching (on the agent's thread): wait for it.
-    before = poll(target.state, lambda s: s["handle_run_original"] and s["get_nowait_original"])
+    # An earlier test's client may still be detaching (on the agent's thread), and its
+    # thread ending: wait for both.
+    before = poll(
+        target.state,
+        lambda s: (
+            s["handle_run_original"]
+            and s["get_nowait_original"]
+            and not any(n.startswith("vmtop-client") for n in s["thread_names"])
+        ),
+    )
     assert before["handle_run_original"] and before["get_nowait_original"]
     with AgentClient(target.pid) as client:
         client.snapshot(limit=1)
