@@ -3,7 +3,7 @@
 cProfile records, per function, the calls (total and primitive, i.e. not recursive), the time
 inside it including callees (cumulative, "ACC") and excluding them (inline, "OWN"), and the same
 four numbers per caller -> callee edge. That is exactly what fprof's analysis shows, so the model
-is the pstats dict itself (:class:`~profilers.calls_report.CallsProfile` reads it).
+is the pstats dict itself (:class:`~profilers.callgraph.CallGraph` reads it).
 """
 
 from __future__ import annotations
@@ -13,15 +13,7 @@ import os
 import time
 from collections.abc import Collection
 
-from profilers.calls_report import PstatsDict, PstatsKey
-
-# The profiler's own entry points, seen as builtins called while it is enabled.
-_PROFILER_BUILTINS = frozenset(
-    (
-        "<method 'enable' of '_lsprof.Profiler' objects>",
-        "<method 'disable' of '_lsprof.Profiler' objects>",
-    )
-)
+from profilers.callgraph import PstatsDict, filter_stats
 
 
 class CallsRecorder:
@@ -51,18 +43,3 @@ class CallsRecorder:
         self._profiler.create_stats()
         raw: PstatsDict = dict(self._profiler.stats)
         return filter_stats(raw, self.hide_files)
-
-
-def filter_stats(stats: PstatsDict, hide_files: Collection[str]) -> PstatsDict:
-    """Drop entries (and the edges to/from them) of hidden files and of the profiler itself."""
-
-    def hidden(key: PstatsKey) -> bool:
-        return key[0] in hide_files or (key[0] == "~" and key[2] in _PROFILER_BUILTINS)
-
-    out: PstatsDict = {}
-    for key, (cc, nc, tt, ct, callers) in stats.items():
-        if hidden(key):
-            continue
-        kept = {caller: edge for caller, edge in callers.items() if not hidden(caller)}
-        out[key] = (cc, nc, tt, ct, kept)
-    return out

@@ -18,86 +18,31 @@ from __future__ import annotations
 import marshal
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from profilers.profile_report import _is_callgrind, format_seconds, short_location
+from profilers.callgraph import (
+    CallEdge,
+    CallGraph,
+    FunctionCalls,
+    PstatsDict,
+    PstatsKey,
+    approximate_stacks,
+    frame_of,
+)
+from profilers.profile_report import format_seconds, short_location
 from profilers.report import Report
 from profilers.stacks import Frame, StackModel
 
-PstatsKey = tuple[str, int, str]  # (file, first line, function), "~" file for builtins
-PstatsDict = dict[PstatsKey, tuple[int, int, float, float, dict[PstatsKey, tuple[Any, ...]]]]
+__all__ = ["CallEdge", "CallsProfile", "CallsView", "FunctionCalls", "PstatsDict", "PstatsKey"]
 
 SORTS = ("own", "acc", "cnt")
 DEFAULT_SORT = "own"
 DEFAULT_LIMIT = 20
 DEFAULT_EDGES = 10
-
-
-@dataclass(slots=True)
-class CallEdge:
-    """Calls from one function to another: the callee's counts and times in those calls."""
-
-    calls: int
-    primitive: int
-    own: float
-    acc: float
-
-
-@dataclass(slots=True)
-class FunctionCalls:
-    """One function: CNT (``calls``, ``primitive`` = non-recursive), ACC and OWN (seconds)."""
-
-    key: PstatsKey
-    frame: Frame
-    calls: int
-    primitive: int
-    own: float
-    acc: float
-    callers: dict[PstatsKey, CallEdge] = field(default_factory=dict)
-    callees: dict[PstatsKey, CallEdge] = field(default_factory=dict)
-
-    @classmethod
-    def from_pstats_key(
-        cls, key: PstatsKey, calls: int, primitive: int, own: float, acc: float
-    ) -> FunctionCalls:
-        return cls(key, frame_of(key), calls, primitive, own, acc)
-
-    @property
-    def recursive(self) -> bool:
-        return self.calls != self.primitive
-
-
-def frame_of(key: PstatsKey) -> Frame:
-    file, line, function = key
-    if file == "~":  # builtins: "<built-in method time.sleep>", "<method 'append' of ...>"
-        return Frame(function)
-    return Frame(function, file, line)
-
-
-def functions_from_stats(stats: PstatsDict) -> dict[PstatsKey, FunctionCalls]:
-    """Per-function CNT/ACC/OWN plus caller and callee edges, from a pstats dict."""
-    functions = {
-        key: FunctionCalls.from_pstats_key(key, calls=nc, primitive=cc, own=tt, acc=ct)
-        for key, (cc, nc, tt, ct, _callers) in stats.items()
-    }
-    for key, (*_, callers) in stats.items():
-        callee = functions[key]
-        for caller_key, values in callers.items():
-            caller = functions.get(caller_key)
-            if caller is None:
-                continue
-            # cProfile's edge tuple: (calls, primitive calls, own, acc) of the callee in the
-            # calls made by that caller.
-            nc, cc, tt, ct = values[:4]
-            edge = CallEdge(calls=nc, primitive=cc, own=tt, acc=ct)
-            callee.callers[caller_key] = edge
-            caller.callees[key] = edge
-    return functions
 
 
 class CallsProfile(Report):
@@ -116,8 +61,9 @@ class CallsProfile(Report):
         name: str = "profile",
         return_value: Any = None,
     ) -> None:
+        self.graph = CallGraph(stats, name)
         self.stats = stats
-        self.functions = functions_from_stats(stats)
+        self.functions = self.graph.functions
         self.duration = duration
         self.name = name
         self.return_value = return_value
@@ -199,20 +145,12 @@ class CallsProfile(Report):
     def save(self, path: str | os.PathLike[str], title: str | None = None) -> str:
         """Write ``.pstats`` (pstats/snakeviz), ``.callgrind`` (kcachegrind) or a flamegraph of
         the approximated stacks (.svg .speedscope.json .folded .html). Returns the format."""
-        text = os.fspath(path)
-        if text.endswith((".pstats", ".prof")):
-            from profilers.writers.pstats import write_pstats
+        from profilers import writers
 
-            write_pstats(self.stats, text)
-            return "pstats"
-        if text.endswith(".callgrind") or _is_callgrind(text):
-            from profilers.writers.callgrind import write_callgrind
-
-            write_callgrind(self.functions.values(), text, command=self.name)
-            return "callgrind"
-        from profilers.writers import save
-
-        return save(self.stacks, text, title=title or f"vmtop profile --calls: {self.name}")
+        exporter = writers.exporter_for(path)
+        model = self.graph if exporter.model is CallGraph else self.stacks
+        exporter.save(model, path, title=title or f"vmtop profile --calls: {self.name}")
+        return exporter.name
 
     def to_dict(self) -> dict[str, Any]:
         def edge(key: PstatsKey, e: CallEdge) -> dict[str, Any]:
@@ -373,58 +311,6 @@ class CallsView(Report):
                 f"{f.own / total:.1%}" if total else "–",
             )
         return table
-
-
-def approximate_stacks(
-    functions: Iterable[FunctionCalls],
-    name: str = "profile",
-    max_depth: int = 128,
-    max_nodes: int = 200_000,
-    min_share: float = 1e-5,
-) -> StackModel:
-    """Stacks (seconds) rebuilt from the caller/callee graph, an approximation.
-
-    cProfile records edges (who called whom, and the callee's time in those calls), not stacks.
-    Walking down from the functions nobody profiled called, a function's time is split between
-    its callers in proportion to the callee's cumulative time in each caller's calls (exact for
-    one level, an assumption beyond: the split is taken to be the same whatever called the
-    caller). A recursive call is folded into the frame that is already on the stack. Branches
-    under ``min_share`` of the total are dropped.
-    """
-    funcs = {f.key: f for f in functions}
-    model = StackModel(unit="seconds", name=name)
-    total_own = sum(f.own for f in funcs.values())
-    if not total_own:
-        return model
-    min_weight = min_share * total_own
-    # How much of each function's time came through each caller (self-calls excluded).
-    incoming = {
-        key: sum(e.acc for k, e in f.callers.items() if k != key) for key, f in funcs.items()
-    }
-    nodes = 0
-    for key, f in funcs.items():
-        if not f.acc:
-            continue
-        root_share = max(0.0, 1.0 - incoming[key] / f.acc) if f.callers else 1.0
-        if root_share * f.acc < min_weight:
-            continue
-        # Depth-first without recursion: (path of keys, share of this function's time)
-        todo: list[tuple[tuple[PstatsKey, ...], float]] = [((key,), root_share)]
-        while todo and nodes < max_nodes:
-            path, share = todo.pop()
-            nodes += 1
-            current = funcs[path[-1]]
-            model.add([funcs[k].frame for k in path], share * current.own)
-            if len(path) >= max_depth:
-                continue
-            for callee_key, edge in current.callees.items():
-                callee = funcs.get(callee_key)
-                if callee is None or callee_key in path or not incoming[callee_key]:
-                    continue
-                child_share = share * edge.acc / incoming[callee_key]
-                if child_share * callee.acc >= min_weight:
-                    todo.append(((*path, callee_key), child_share))
-    return model
 
 
 def _by_acc(edges: dict[PstatsKey, CallEdge]) -> list[tuple[PstatsKey, CallEdge]]:

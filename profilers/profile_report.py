@@ -55,14 +55,16 @@ class SampledProfile(Report):
     def save(self, path: str | os.PathLike[str], title: str | None = None) -> str:
         """Write a flamegraph (.svg .speedscope.json .json .folded .collapsed .html); returns
         the format name. ``.pstats``/``.callgrind`` need call counts: use ``calls=True``."""
-        text = os.fspath(path)
-        if text.endswith((".pstats", ".prof", ".callgrind")) or _is_callgrind(text):
-            raise ValueError(
-                f"{_suffix(text)} needs call counts: profile with calls=True (vmtop profile --calls)"
-            )
-        from profilers.writers import save
+        from profilers import writers
 
-        return save(self.model, text, title=title or f"vmtop profile: {self.name}")
+        exporter = writers.exporter_for(path)
+        if exporter.model is not StackModel:
+            raise ValueError(
+                f"{exporter.name} output needs {exporter.needs}: profile with calls=True "
+                "(vmtop profile --calls)"
+            )
+        exporter.save(self.model, path, title=title or f"vmtop profile: {self.name}")
+        return exporter.name
 
     # -- reading ----------------------------------------------------------------------------
     def top_functions(self, n: int = TOP_FUNCTIONS) -> list[tuple[Frame, float, float]]:
@@ -223,12 +225,3 @@ def short_path(file: str) -> str:
     if file.startswith(stdlib):
         return file[len(stdlib) :]
     return file
-
-
-def _suffix(path: str) -> str:
-    name = os.path.basename(path)
-    return name[name.find(".") :] if "." in name else name
-
-
-def _is_callgrind(path: str) -> bool:
-    return os.path.basename(path).startswith("callgrind.out")

@@ -9,24 +9,16 @@ https://valgrind.org/docs/manual/cl-format.html
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from profilers.calls_report import FunctionCalls
+from profilers.callgraph import CallGraph, FunctionCalls
 
 EVENT = "ns"
 
 
-def write_callgrind(
-    functions: Iterable[FunctionCalls], path: str | os.PathLike[str], command: str = ""
-) -> None:
-    from pathlib import Path
-
-    from profilers.writers import write_text_atomic
-
-    write_text_atomic(Path(path), callgrind_text(functions, command))
+def render(graph: CallGraph, title: str | None = None) -> str:
+    """The graph as a callgrind file; ``cmd:`` is the graph's name (``title`` is not stored)."""
+    return callgrind_text(graph.functions.values(), graph.name)
 
 
 def callgrind_text(functions: Iterable[FunctionCalls], command: str = "") -> str:

@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import pstats
-from typing import Any
+import marshal
+
+from profilers.callgraph import CallGraph
 
 
-class _Snapshot:
-    """What ``pstats.Stats`` accepts as a profiler: ``create_stats()`` and a ``stats`` dict."""
-
-    def __init__(self, stats: dict[Any, Any]) -> None:
-        self.stats = stats
-
-    def create_stats(self) -> None:
-        pass
-
-
-def write_pstats(stats: dict[Any, Any], path: str | os.PathLike[str]) -> None:
-    """Write a pstats dict ``{(file, line, function): (cc, nc, tt, ct, callers)}`` to ``path``.
-
-    ``pstats.Stats(path)`` loads it back; the bytes are those of ``dump_stats`` (marshal).
-    """
-    pstats.Stats(_Snapshot(stats)).dump_stats(os.fspath(path))  # type: ignore[arg-type]
+def render(graph: CallGraph, title: str | None = None) -> bytes:
+    """The graph's pstats dict ``{(file, line, function): (cc, nc, tt, ct, callers)}`` as the
+    bytes ``dump_stats`` writes (marshal); ``pstats.Stats(path)`` loads them back. ``title`` is
+    not stored."""
+    return marshal.dumps(graph.stats)

@@ -18,7 +18,7 @@ from typing import Any
 
 from vmtop.cli import options
 from vmtop.cli import target as target_module
-from vmtop.cli.errors import CliError
+from vmtop.cli.common import check_output, output_epilog, save_report
 from vmtop.cli.live_jobs import add_live_arguments, check_live_options, run_live
 from vmtop.cli.target import add_target_arguments, target_runner
 
@@ -27,8 +27,8 @@ DEFAULT_DEPTH = 25
 # Frames of these files are the runner, not the program (tracebacks of the program's errors).
 _RUNNER_FILES = (os.path.abspath(__file__), os.path.abspath(target_module.__file__))
 
-EPILOG = """\
-output formats (-o): .svg (interactive flamegraph), .speedscope.json, .folded, .html
+EPILOG = f"""\
+{output_epilog()}
 
 examples:
   vmtop allocations app.py --port 8080           top 15 lines by bytes still allocated at exit
@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     if args.pid is not None:
         return run_live(args, "allocations")
     check_live_options(args)
-    output_format = check_output(args.output)
+    check_output(args.output)
     name, runner = resolve_target(args)
     outcome = Outcome("allocations")
     # runpy imports pkgutil on first use: import it now, or its code would count as the program's.
@@ -109,15 +109,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         print_report(view)
     if args.output is not None:
-        try:
-            written = report.save(args.output)
-        except OSError as exc:
-            raise CliError(f"cannot write {args.output}: {exc.strerror or exc}") from None
-        stacks = len(report.stacks)
-        print(
-            f"wrote {args.output} ({written or output_format}, {stacks:,} stacks)",
-            file=sys.stderr,
-        )
+        save_report(report, args.output)
     return outcome.code
 
 
@@ -130,28 +122,6 @@ def depth(text: str) -> int:
     if not 1 <= value <= MAX_DEPTH:
         raise argparse.ArgumentTypeError(f"depth must be between 1 and {MAX_DEPTH}, not {value}")
     return value
-
-
-def check_output(path: str | None) -> str | None:
-    """The flamegraph format of ``path`` (None: no file), or CliError if it cannot be written."""
-    if path is None:
-        return None
-    from profilers.writers import format_for
-
-    try:
-        fmt = format_for(path)
-    except ValueError as exc:
-        raise CliError(str(exc)) from None
-    directory = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
-        raise CliError(f"cannot write {path}: it is a directory")
-    if not os.path.isdir(directory):
-        raise CliError(f"cannot write {path}: no directory {directory}")
-    if not os.access(directory, os.W_OK | os.X_OK):
-        raise CliError(f"cannot write {path}: directory {directory} is not writable")
-    if os.path.exists(path) and not os.access(path, os.W_OK):
-        raise CliError(f"cannot write {path}: the file is not writable")
-    return fmt
 
 
 def resolve_target(args: argparse.Namespace) -> tuple[str, Callable[[], object]]:

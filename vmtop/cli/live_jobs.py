@@ -14,19 +14,18 @@ made) and the report is printed, or written with ``-o`` in the format its suffix
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from vmtop.cli import options
+from vmtop.cli.common import check_output, save_report
 from vmtop.cli.errors import CliError
 
 LIVE_KINDS = ("profile", "allocations", "gc")
 DEFAULT_DURATION = 10.0
 MAX_DURATION = 3600.0
-CALLS_FORMATS = (".pstats", ".prof", ".callgrind")
 
 
 def duration(text: str) -> float:
@@ -156,7 +155,7 @@ def run_live(args: argparse.Namespace, kind: str) -> int:
     calls = kind == "profile" and bool(getattr(args, "calls", False))
     if kind == "profile":
         _check_profile_options(args, calls)
-    _check_output(output, kind, calls)
+    check_output(output, calls=calls if kind == "profile" else None)
 
     from vmtop.client import AgentClient, ClientError
     from vmtop.jobs_client import JobError
@@ -191,31 +190,6 @@ def _check_profile_options(args: argparse.Namespace, calls: bool) -> None:
     given = [f"--{n}" for n in ("sort", "limit", "filter") if getattr(args, n, None) is not None]
     if given:
         raise CliError(f"{'/'.join(given)} apply to the --calls report only: add --calls")
-
-
-def _check_output(path: str | None, kind: str, calls: bool) -> None:
-    if path is None:
-        return
-    from profilers.writers import format_for
-
-    base = os.path.basename(path)
-    if base.endswith(CALLS_FORMATS) or base.startswith("callgrind.out"):
-        if not calls:
-            raise CliError(
-                f"{base}: pstats/callgrind output needs call counts (vmtop profile --calls)"
-            )
-    else:
-        try:
-            format_for(path)
-        except ValueError as exc:
-            raise CliError(str(exc)) from None
-    directory = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
-        raise CliError(f"cannot write {path}: it is a directory")
-    if not os.path.isdir(directory):
-        raise CliError(f"cannot write {path}: no directory {directory}")
-    if not os.access(directory, os.W_OK | os.X_OK):
-        raise CliError(f"cannot write {path}: directory {directory} is not writable")
 
 
 def _measure(
@@ -320,7 +294,7 @@ def _emit(
             limit=getattr(args, "limit", 15),
         )
     if kind == "profile" and output is not None:
-        _save(report, output)
+        save_report(report, output)
         return
     if getattr(args, "json", False):
         print(view.to_json())
@@ -330,18 +304,4 @@ def _emit(
         sys.stdout.flush()
         Console(width=None if sys.stdout.isatty() else 120).print(view)
     if output is not None:
-        _save(report, output)
-
-
-def _save(report: Any, output: str) -> None:
-    try:
-        written = report.save(output)
-    except OSError as exc:
-        raise CliError(f"cannot write {output}: {exc.strerror or exc}") from None
-    except ValueError as exc:
-        raise CliError(str(exc)) from None
-    if written in ("pstats", "callgrind"):
-        size = f"{len(report.functions):,} functions"
-    else:
-        size = f"{len(report.stacks):,} stacks"
-    print(f"wrote {output} ({written}, {size})", file=sys.stderr)
+        save_report(report, output)

@@ -18,18 +18,17 @@ from typing import Any
 import profilers
 from vmtop.cli import options
 from vmtop.cli import target as target_module
+from vmtop.cli.common import check_output, output_epilog, save_report
 from vmtop.cli.errors import CliError
 from vmtop.cli.live_jobs import add_live_arguments, check_live_options, run_live
 from vmtop.cli.target import add_target_arguments, target_runner
 
-CALLS_ONLY_FORMATS = {".pstats": "pstats", ".prof": "pstats", ".callgrind": "callgrind"}
 # Frames of these files are the runner, not the program.
 HIDE_FILES = (os.path.abspath(__file__), os.path.abspath(target_module.__file__))
 _PROFILERS_DIR = os.path.dirname(os.path.abspath(profilers.__file__ or "")) + os.sep
 
-EPILOG = """\
-output formats (-o): .svg (interactive flamegraph), .speedscope.json, .folded, .html,
-  and with --calls also .pstats (pstats, snakeviz) and .callgrind (kcachegrind)
+EPILOG = f"""\
+{output_epilog(calls=True)}
 
 examples:
   vmtop profile app.py --port 8080          sampled call tree of app.py, printed
@@ -95,11 +94,11 @@ def run(args: argparse.Namespace) -> int:
         return run_live(args, "profile")
     check_live_options(args)
     _check_options(args)
-    output_format = _check_output(args.output, args.calls)
+    check_output(args.output, calls=args.calls)
     name, runner = _target(args)
     outcome = _Outcome()
     report = _profile(outcome.wrap(runner), name, args)
-    _emit(report, args, output_format)
+    _emit(report, args)
     return outcome.code
 
 
@@ -123,33 +122,6 @@ def _check_options(args: argparse.Namespace) -> None:
     if given:
         verb = "applies" if len(given) == 1 else "apply"
         raise CliError(f"{'/'.join(given)} {verb} to the --calls report only: add --calls")
-
-
-def _check_output(path: str | None, calls: bool) -> str | None:
-    """The output format of ``path`` (None: print), or CliError for a path we cannot write."""
-    if path is None:
-        return None
-    from profilers.writers import format_for
-
-    base = os.path.basename(path)
-    fmt = next((f for s, f in CALLS_ONLY_FORMATS.items() if base.endswith(s) and base != s), None)
-    if base.startswith("callgrind.out"):
-        fmt = "callgrind"
-    if fmt is not None and not calls:
-        raise CliError(f"{fmt} output needs call counts: add --calls (or write .svg, .folded, ...)")
-    if fmt is None:
-        try:
-            fmt = format_for(path)
-        except ValueError as exc:
-            raise CliError(f"{exc} (or .pstats, .callgrind with --calls)") from None
-    directory = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
-        raise CliError(f"cannot write {path}: it is a directory")
-    if not os.path.isdir(directory):
-        raise CliError(f"cannot write {path}: no directory {directory}")
-    if not os.access(directory, os.W_OK | os.X_OK):
-        raise CliError(f"cannot write {path}: directory {directory} is not writable")
-    return fmt
 
 
 def _target(args: argparse.Namespace) -> tuple[str, Callable[[], object]]:
@@ -198,7 +170,7 @@ def _profile(program: Callable[[], None], name: str, args: argparse.Namespace) -
     )
 
 
-def _emit(report: Any, args: argparse.Namespace, fmt: str | None) -> None:
+def _emit(report: Any, args: argparse.Namespace) -> None:
     view = report
     if args.calls:
         view = report.report(sort=args.sort or "own", limit=args.limit or 20, filter=args.filter)
@@ -208,12 +180,4 @@ def _emit(report: Any, args: argparse.Namespace, fmt: str | None) -> None:
         console = Console(width=None if sys.stdout.isatty() else 120)
         console.print(view)
         return
-    try:
-        written = report.save(args.output)
-    except OSError as exc:
-        raise CliError(f"cannot write {args.output}: {exc.strerror or exc}") from None
-    if written in ("pstats", "callgrind"):
-        size = f"{len(report.functions):,} functions"
-    else:
-        size = f"{len(report.stacks):,} stacks"
-    print(f"wrote {args.output} ({written or fmt}, {size})", file=sys.stderr)
+    save_report(report, args.output)

@@ -27,10 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from vmtop.cli import options
+from vmtop.cli.common import check_output, output_epilog
 from vmtop.cli.errors import CliError
 
-EPILOG = """\
-output formats (-o): .svg (interactive flamegraph), .speedscope.json, .folded, .html
+EPILOG = f"""\
+{output_epilog()}
 
 examples:
   vmtop record 4242 -d 10 -o app.svg              10 s of a running process
@@ -141,21 +142,6 @@ def _check_pid(pid: int) -> None:
         raise CliError(f"{describe(pid)} is not a CPython process ({os.path.basename(exe)})")
 
 
-def _check_output(path: str) -> str:
-    from profilers.writers import format_for
-
-    try:
-        fmt = format_for(path)
-    except ValueError as exc:
-        raise CliError(str(exc)) from None
-    parent = Path(path).resolve().parent
-    if not parent.is_dir():
-        raise CliError(f"cannot write {path}: no directory {parent}")
-    if not os.access(parent, os.W_OK):
-        raise CliError(f"cannot write {path}: {parent} is not writable")
-    return fmt
-
-
 class Progress:
     """One status line on stderr, rewritten in place on a terminal."""
 
@@ -189,7 +175,8 @@ def run(args: argparse.Namespace) -> int:
     from profilers.pyspy_reader import read_raw
     from profilers.writers import save
 
-    fmt = _check_output(args.output)
+    exporter = check_output(args.output)
+    assert exporter is not None  # -o is required
     pid = _target(args)
     with tempfile.TemporaryDirectory(prefix="vmtop-record-") as tmp:
         raw = Path(tmp) / "samples.txt"
@@ -219,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"cannot write {args.output}: {exc.strerror or exc}") from None
     samples = int(model.total)
     hot = max(model.self_weights().items(), key=lambda kv: kv[1], default=None)
-    summary = f"wrote {args.output} ({fmt}): {samples} samples, {len(model)} stacks"
+    summary = f"wrote {args.output} ({exporter.name}): {samples} samples, {len(model)} stacks"
     if hot is not None and samples:
         summary += f"; hottest: {hot[0].function} ({hot[0].short_file}) {hot[1] / samples:.0%}"
     print(f"vmtop record: {summary}", file=sys.stderr)
