@@ -303,38 +303,3 @@ def test_the_factory_keeps_the_programs_factory_and_gives_it_back(counter: StepC
         return len(made)
 
     assert asyncio.run(main()) == 1
-
-
-@pytest.mark.parametrize("kind", KINDS)
-def test_sampled_call_stands_in_for_a_method(kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from vmtop.agent import step_hooks
-
-    monkeypatch.setenv(step_hooks.HOOK_ENV, kind)
-    seen: list[Any] = []
-
-    class Box:
-        def __init__(self) -> None:
-            self.items = list(range(100))
-
-        def take(self, n: int = 1) -> list[int]:
-            if not self.items:
-                raise IndexError("empty")
-            out, self.items = self.items[:n], self.items[n:]
-            return out
-
-    def sample(box: Any) -> None:
-        seen.append(len(box.items))
-        raise RuntimeError("a failing sample never reaches the caller")
-
-    original = Box.take
-    hook = step_hooks.sampled_call(original, 4, sample)
-    assert (type(hook).__name__ == "SampledCall") == (kind == "c")
-    monkeypatch.setattr(Box, "take", hook)
-    box = Box()
-    got = [box.take() for _ in range(10)] + [box.take(n=2)]
-    assert got == [[i] for i in range(10)] + [[10, 11]]
-    assert seen == [96, 92]  # after the 4th and the 8th call
-    box.items = []
-    with pytest.raises(IndexError, match="empty"):
-        box.take()
-    assert Box.take.__wrapped__ is original

@@ -1,5 +1,5 @@
 /* The agent's hooks in C: the step hook (task steps and the wall time inside them) and the
- * sampled dequeue hook (SampledCall, at the end of this file).
+ * marking dequeue hook (MarkedCall, at the end of this file).
  *
  * `StepHook(handle_type, original, task_types, report, registry)` stands in for
  * `asyncio.events.Handle._run` while a client is attached. It behaves like a Python function
@@ -298,65 +298,162 @@ static PyTypeObject StepHookType = {
 };
 
 
-/* SampledCall(original, every, sample): calls original(*args, **kwargs) and returns its
- * result; after every `every`-th successful call (a power of two) it also calls
- * sample(args[0]) and ignores what that returns or raises. Stands in for
- * asyncio.Queue.get_nowait while a client is attached (mailbox.py). */
+/* MarkedCall(original, sample): calls original(*args, **kwargs) and returns its result; after a
+ * successful call whose first argument (the queue) is not marked yet, it marks that object and
+ * calls sample(args[0]), ignoring what that returns or raises. reset() clears every mark (O(1):
+ * a generation number). Stands in for asyncio.Queue.get_nowait while a client is attached
+ * (mailbox.py): each queue's first dequeue after a refresh tells who consumes it, every later
+ * one costs a probe of this table. The table holds addresses only, never a reference: a queue
+ * that dies leaves a stale entry that the next rehash drops (and a new object at the same
+ * address is at worst sampled at the next refresh instead of this one). */
+typedef struct {
+    void *ptr;
+    unsigned long long gen;
+} Mark;
+
 typedef struct {
     PyObject_HEAD
     vectorcallfunc vectorcall;
     PyObject *original;
     PyObject *sample;
-    unsigned long long tick;
-    unsigned long long mask;
-} SampledCall;
+    Mark *table;
+    size_t cap;  /* a power of two, or 0 */
+    size_t used; /* slots holding an address, of this generation or an older one */
+    unsigned long long gen;
+    unsigned long long samples; /* calls of sample() so far */
+} MarkedCall;
+
+static inline size_t
+mark_hash(void *p, size_t mask)
+{
+    unsigned long long h = (unsigned long long)(uintptr_t)p * 0x9E3779B97F4A7C15ULL;
+    return (size_t)(h >> 32) & mask;
+}
+
+/* Keep the marks of this generation in a table at most a quarter full. */
+static int
+marks_rehash(MarkedCall *self)
+{
+    size_t live = 0;
+    for (size_t i = 0; i < self->cap; i++) {
+        if (self->table[i].ptr != NULL && self->table[i].gen == self->gen) {
+            live++;
+        }
+    }
+    size_t cap = 64;
+    while (cap < 4 * (live + 1)) {
+        cap <<= 1;
+    }
+    Mark *table = PyMem_Calloc(cap, sizeof(Mark));
+    if (table == NULL) {
+        return -1;
+    }
+    size_t mask = cap - 1;
+    for (size_t i = 0; i < self->cap; i++) {
+        Mark m = self->table[i];
+        if (m.ptr == NULL || m.gen != self->gen) {
+            continue;
+        }
+        size_t j = mark_hash(m.ptr, mask);
+        while (table[j].ptr != NULL) {
+            j = (j + 1) & mask;
+        }
+        table[j] = m;
+    }
+    PyMem_Free(self->table);
+    self->table = table;
+    self->cap = cap;
+    self->used = live;
+    return 0;
+}
+
+/* 1 when p was marked in this generation; else mark it and return 0 (also when out of memory:
+ * then every call samples, which is slower but still right). */
+static int
+marks_test_and_set(MarkedCall *self, void *p)
+{
+    if ((self->used + 1) * 2 > self->cap && marks_rehash(self) < 0) {
+        return 0;
+    }
+    size_t mask = self->cap - 1;
+    size_t i = mark_hash(p, mask);
+    for (;;) {
+        Mark *m = &self->table[i];
+        if (m->ptr == p) {
+            if (m->gen == self->gen) {
+                return 1;
+            }
+            m->gen = self->gen;
+            return 0;
+        }
+        if (m->ptr == NULL) {
+            m->ptr = p;
+            m->gen = self->gen;
+            self->used++;
+            return 0;
+        }
+        i = (i + 1) & mask;
+    }
+}
 
 static PyObject *
-sampled_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+marked_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
-    SampledCall *self = (SampledCall *)callable;
+    MarkedCall *self = (MarkedCall *)callable;
     PyObject *result = PyObject_Vectorcall(self->original, args, nargsf, kwnames);
-    if (result == NULL) {
-        return NULL;
+    if (result == NULL || PyVectorcall_NARGS(nargsf) < 1) {
+        return result;
     }
-    if ((++self->tick & self->mask) == 0 && PyVectorcall_NARGS(nargsf) >= 1) {
-        PyObject *r = PyObject_CallOneArg(self->sample, args[0]);
-        if (r == NULL) {
-            PyErr_Clear(); /* the sample is bookkeeping: it never reaches the program */
-        }
-        Py_XDECREF(r);
+    if (marks_test_and_set(self, (void *)args[0])) {
+        return result;
     }
+    self->samples++;
+    PyObject *r = PyObject_CallOneArg(self->sample, args[0]);
+    if (r == NULL) {
+        PyErr_Clear(); /* the sample is bookkeeping: it never reaches the program */
+    }
+    Py_XDECREF(r);
     return result;
 }
 
 static PyObject *
-sampled_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+marked_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
     PyObject *original, *sample;
-    unsigned long long every;
-    static char *kwlist[] = {"original", "every", "sample", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OKO:SampledCall", kwlist, &original, &every,
-                                     &sample)) {
+    static char *kwlist[] = {"original", "sample", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO:MarkedCall", kwlist, &original, &sample)) {
         return NULL;
     }
-    if (every == 0 || (every & (every - 1)) != 0) {
-        PyErr_SetString(PyExc_ValueError, "every must be a power of two");
-        return NULL;
-    }
-    SampledCall *self = (SampledCall *)type->tp_alloc(type, 0);
+    MarkedCall *self = (MarkedCall *)type->tp_alloc(type, 0);
     if (self == NULL) {
         return NULL;
     }
-    self->vectorcall = sampled_vectorcall;
+    self->vectorcall = marked_vectorcall;
     self->original = Py_NewRef(original);
     self->sample = Py_NewRef(sample);
-    self->tick = 0;
-    self->mask = every - 1;
+    self->table = NULL;
+    self->cap = 0;
+    self->used = 0;
+    self->gen = 1;
+    self->samples = 0;
     return (PyObject *)self;
 }
 
+static PyObject *
+marked_reset(MarkedCall *self, PyObject *Py_UNUSED(ignored))
+{
+    self->gen++;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+marked_get_samples(MarkedCall *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromUnsignedLongLong(self->samples);
+}
+
 static int
-sampled_traverse(SampledCall *self, visitproc visit, void *arg)
+marked_traverse(MarkedCall *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->original);
     Py_VISIT(self->sample);
@@ -364,7 +461,7 @@ sampled_traverse(SampledCall *self, visitproc visit, void *arg)
 }
 
 static int
-sampled_clear(SampledCall *self)
+marked_clear(MarkedCall *self)
 {
     Py_CLEAR(self->original);
     Py_CLEAR(self->sample);
@@ -372,34 +469,50 @@ sampled_clear(SampledCall *self)
 }
 
 static void
-sampled_dealloc(SampledCall *self)
+marked_dealloc(MarkedCall *self)
 {
     PyObject_GC_UnTrack(self);
-    sampled_clear(self);
+    marked_clear(self);
+    PyMem_Free(self->table);
+    self->table = NULL;
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-static PyMemberDef sampled_members[] = {
-    {"__wrapped__", T_OBJECT, offsetof(SampledCall, original), READONLY,
+static PyMemberDef marked_members[] = {
+    {"__wrapped__", T_OBJECT, offsetof(MarkedCall, original), READONLY,
      "the function this wrapper calls"},
     {NULL},
 };
 
-static PyTypeObject SampledCallType = {
+static PyMethodDef marked_methods[] = {
+    {"reset", (PyCFunction)marked_reset, METH_NOARGS,
+     "Forget every mark: the next call on each object samples again."},
+    {NULL},
+};
+
+static PyGetSetDef marked_getset[] = {
+    {"samples", (getter)marked_get_samples, NULL, "calls of sample() so far", NULL},
+    {NULL},
+};
+
+static PyTypeObject MarkedCallType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "vmtop.agent._hooks.SampledCall",
-    .tp_doc = "Calls a function, and a sampling callback after every N-th call.",
-    .tp_basicsize = sizeof(SampledCall),
+    .tp_name = "vmtop.agent._hooks.MarkedCall",
+    .tp_doc = "Calls a function, and a sampling callback at the first call on each object "
+              "since the last reset().",
+    .tp_basicsize = sizeof(MarkedCall),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL
                 | Py_TPFLAGS_METHOD_DESCRIPTOR,
-    .tp_new = sampled_new,
-    .tp_traverse = (traverseproc)sampled_traverse,
-    .tp_clear = (inquiry)sampled_clear,
-    .tp_dealloc = (destructor)sampled_dealloc,
+    .tp_new = marked_new,
+    .tp_traverse = (traverseproc)marked_traverse,
+    .tp_clear = (inquiry)marked_clear,
+    .tp_dealloc = (destructor)marked_dealloc,
     .tp_call = PyVectorcall_Call,
-    .tp_vectorcall_offset = offsetof(SampledCall, vectorcall),
+    .tp_vectorcall_offset = offsetof(MarkedCall, vectorcall),
     .tp_descr_get = stephook_descr_get,
-    .tp_members = sampled_members,
+    .tp_members = marked_members,
+    .tp_methods = marked_methods,
+    .tp_getset = marked_getset,
 };
 
 static struct PyModuleDef module = {
@@ -412,7 +525,7 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__hooks(void)
 {
-    if (PyType_Ready(&StepHookType) < 0 || PyType_Ready(&SampledCallType) < 0 ||
+    if (PyType_Ready(&StepHookType) < 0 || PyType_Ready(&MarkedCallType) < 0 ||
         vmtop_registry_init_types() < 0) {
         return NULL;
     }
@@ -425,7 +538,7 @@ PyInit__hooks(void)
         return NULL;
     }
     if (PyModule_AddObjectRef(m, "StepHook", (PyObject *)&StepHookType) < 0 ||
-        PyModule_AddObjectRef(m, "SampledCall", (PyObject *)&SampledCallType) < 0 ||
+        PyModule_AddObjectRef(m, "MarkedCall", (PyObject *)&MarkedCallType) < 0 ||
         PyModule_AddObjectRef(m, "Registry", (PyObject *)&VmtopRegistryType) < 0 ||
         PyModule_AddObjectRef(m, "TaskStat", (PyObject *)&VmtopTaskStatType) < 0 ||
         PyModule_AddObjectRef(m, "GroupStat", (PyObject *)&VmtopGroupStatType) < 0 ||

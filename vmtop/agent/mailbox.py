@@ -1,35 +1,51 @@
 """Mailboxes: which process consumes which queue.
 
-A queue has no owner. A task suspended in ``asyncio.Queue.get`` (found by walking its await
-chain to the frame whose code is ``Queue.get.__code__``; ``f_locals["self"]`` is the queue) is
-that queue's consumer, and we remember the last consumers seen: a consumer that is busy with a
-message is still the queue's consumer while its backlog grows. A queue with one known live
-consumer is shown as that task's mailbox; a queue with several gets its own row.
-Threads blocked in ``queue.Queue.get`` are found the same way from their stacks.
+A queue has no owner. Three ways tell who consumes it, and we remember the consumers seen: a
+consumer that is busy with a message is still the queue's consumer while its backlog grows.
+
+- **Dequeues** (while a client is attached): ``asyncio.Queue.get_nowait`` (which
+  ``Queue.get`` ends with) is wrapped by a ``MarkedCall``: the first dequeue from each queue
+  after a refresh looks up the current task, every other one costs a probe of a table of
+  marks. ``queue.Queue.get`` is wrapped too; it also counts the items each thread took (a
+  thread's reductions, :meth:`MailboxTracker.thread_gets`).
+- **Suspended in get**: a task whose await chain reaches ``Queue.get`` (its frame's
+  ``self`` is the queue), a thread whose stack is in ``queue.Queue.get``.
+- **What it holds**: a frame whose code calls ``X.get(...)`` / ``X.get_nowait()`` on a local,
+  a global or an attribute of one (``q.get()``, ``JOBS.get()``, ``self.inbox.get()``; read
+  from the bytecode once per code object) and holds a queue there. So a consumer that sleeps
+  between messages, or has not taken its first one yet, is known at the first refresh.
+
+A queue with one known live consumer is shown as that process's mailbox; a queue with several
+gets its own row.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dis
 import heapq
 import queue as stdqueue
 import threading
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from types import FrameType
+from types import CodeType, FrameType
 from typing import Any
 
-from vmtop.agent.step_hooks import sampled_call
+from vmtop.agent.step_hooks import use_c_hooks
 
 _AQ_GET = asyncio.Queue.get.__code__
 _TQ_GET = stdqueue.Queue.get.__code__
 _CHAIN_DEPTH = 6  # how far down an await chain we look for Queue.get
-SAMPLE_EVERY = 16  # dequeues per consumer check in the get_nowait hook (a power of two)
+_HELD_DEPTH = 16  # frames of a chain or a thread's stack whose holdings are looked at
+ASYNC_QUEUES: tuple[type, ...] = (asyncio.Queue,)
+THREAD_QUEUES: tuple[type, ...] = tuple(
+    {stdqueue.Queue, stdqueue.SimpleQueue, getattr(stdqueue, "_PySimpleQueue", stdqueue.Queue)}
+)
 
 
-@dataclass
+@dataclass(slots=True)
 class QueueInfo:
     ref: Any  # weakref to the queue
     seq: int
@@ -41,13 +57,54 @@ class QueueInfo:
     def live_consumers(self) -> list[Any]:
         out = []
         for key, ref in list(self.consumers.items()):
-            obj = ref() if callable(ref) else ref
-            gone = obj is None or (hasattr(obj, "done") and obj.done())
-            if gone or (hasattr(obj, "is_alive") and not obj.is_alive()):
+            obj = ref()
+            if obj is None or _ended(obj):
                 del self.consumers[key]
                 continue
             out.append(obj)
         return out
+
+    def ended_consumers(self) -> list[int]:
+        """Keys of the consumers that ended (a finished task, a thread that returned)."""
+        out = []
+        for key, ref in list(self.consumers.items()):
+            obj = ref()
+            if obj is None or _ended(obj):
+                out.append(key)
+        return out
+
+
+def _ended(obj: Any) -> bool:
+    done = getattr(obj, "done", None)
+    if done is not None:
+        return bool(done())
+    is_alive = getattr(obj, "is_alive", None)
+    return is_alive is not None and not is_alive()
+
+
+def marked_call(original: Callable[..., Any], sample: Callable[[Any], object]) -> Any:
+    """A stand-in for the method ``original`` that also calls ``sample(self)`` at the first
+    call on each ``self`` since the last ``reset()``; in C when built, else in Python."""
+    if use_c_hooks():
+        from vmtop.agent._hooks import MarkedCall
+
+        return MarkedCall(original, sample)
+    seen: set[int] = set()
+
+    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        result = original(self, *args, **kwargs)
+        key = id(self)
+        if key not in seen:
+            seen.add(key)
+            try:
+                sample(self)
+            except Exception:
+                pass
+        return result
+
+    call.__wrapped__ = original  # type: ignore[attr-defined]
+    call.reset = seen.clear  # type: ignore[attr-defined]
+    return call
 
 
 def queue_length(q: Any) -> int | None:
@@ -74,25 +131,27 @@ FORGET_SECONDS = 0.001  # loop time a refresh spends dropping queues that were c
 class MailboxTracker:
     """Remembers queue consumers across snapshots (ids of queues and processes, weakly).
 
-    Two sources: a scan of suspended tasks (finds consumers idle in ``get()`` since before we
-    attached) and, while attached, a wrapper on ``asyncio.Queue.get_nowait`` (which
-    ``Queue.get`` itself ends with) and ``queue.Queue.get`` that notes who dequeues — so a
-    consumer that never suspends because its backlog is long is still found.
+    Sources: the dequeue hooks while attached (``asyncio.Queue.get_nowait`` through a
+    :func:`marked_call`, ``queue.Queue.get``), a scan of suspended tasks and thread stacks
+    (consumers waiting in ``get()``), and what tasks and threads hold (:func:`queues_held`).
     """
 
     def __init__(self) -> None:
         self.queues: dict[int, QueueInfo] = {}
-        self._by_task: dict[int, tuple[Any, int]] = {}  # id(task) -> (fut_waiter, id(queue))
+        self._by_task: dict[int, tuple[Any, int]] = {}  # id(task) -> (ref to fut_waiter, id(q))
         self._seq = 0
         self.by_consumer: dict[int, set[int]] = {}  # id(consumer) -> ids of its queues
         self.multi: set[int] = set()  # ids of queues seen with more than one consumer
         self._nonempty: dict[int, tuple[int, QueueInfo]] = {}  # queue key -> last length read
+        self._fresh: list[tuple[int, QueueInfo]] = []  # queues new since the last longest()
         self._length_cursor = 0
         self._items: list[tuple[int, QueueInfo]] = []  # a copy of queues, for the round robin
         self._items_at = 0.0
         self._forget: list[tuple[int, QueueInfo]] = []  # the copy forget_dead walks
         self._forget_at = 0
         self._originals: dict[str, Any] = {}
+        self._thread_gets: dict[int, int] = {}  # thread ident -> queue.Queue items taken
+        self._thread_seen: set[tuple[int, int]] = set()  # (id(queue), ident) since the refresh
         self._lock = threading.Lock()
 
     # -- dequeue hooks ----------------------------------------------------------------------
@@ -105,10 +164,13 @@ class MailboxTracker:
         note = self._note
         current_task = asyncio.current_task
         current_thread = threading.current_thread
+        get_ident = threading.get_ident
+        gets = self._thread_gets
+        seen = self._thread_seen
 
         def sample(q: Any) -> None:
-            # Looking up the current task costs ~0.3 µs: do it for one dequeue in
-            # SAMPLE_EVERY. A busy consumer is still found within a few refreshes.
+            # The first dequeue from ``q`` since the last refresh (the MarkedCall's mark):
+            # who takes from it? Every other dequeue costs the mark's probe only.
             try:
                 task = current_task()
             except RuntimeError:
@@ -118,14 +180,16 @@ class MailboxTracker:
                 if info is None or id(task) not in info.consumers:
                     note(q, task)
 
-        get_nowait = sampled_call(a_get_nowait, SAMPLE_EVERY, sample)
+        get_nowait = marked_call(a_get_nowait, sample)
 
         def get(q: Any, block: bool = True, timeout: float | None = None) -> Any:
             item = t_get(q, block, timeout)
-            thread = current_thread()
-            info = queues.get(id(q))
-            if info is None or id(thread) not in info.consumers:
-                note(q, thread)
+            ident = get_ident()
+            gets[ident] = gets.get(ident, 0) + 1  # only this thread writes this key
+            key = (id(q), ident)
+            if key not in seen:
+                seen.add(key)
+                note(q, current_thread())
             return item
 
         get.__wrapped__ = t_get  # type: ignore[attr-defined]
@@ -143,6 +207,29 @@ class MailboxTracker:
             stdqueue.Queue.get = o["t"]  # type: ignore[method-assign]
         self._originals = {}
 
+    def new_interval(self) -> None:
+        """A refresh: every queue's next dequeue looks up its consumer again (a new consumer,
+        or a second one, is seen from then on)."""
+        hook = self._originals.get("wa")
+        if hook is not None:
+            hook.reset()
+        self._thread_seen.clear()
+
+    def thread_gets(self, ident: int) -> int | None:
+        """Items the thread ``ident`` (``threading.get_ident()``) took from any
+        ``queue.Queue`` (and subclasses: ``LifoQueue``, ``PriorityQueue``) through ``get()``
+        since the first client attached; None while no client is attached. ``SimpleQueue`` is
+        a C type whose ``get`` cannot be wrapped: its items are not counted."""
+        if not self._originals:
+            return None
+        return self._thread_gets.get(ident, 0)
+
+    def forget_threads(self, alive: Iterable[int]) -> None:
+        """Drop the counts of threads that ended (an ident is reused by a later thread)."""
+        keep = set(alive)
+        for ident in [i for i in self._thread_gets if i not in keep]:
+            self._thread_gets.pop(ident, None)
+
     def _note(self, q: Any, consumer: Any) -> None:
         try:
             with self._lock:
@@ -159,6 +246,7 @@ class MailboxTracker:
                 return
             self._seq += 1
             info = self.queues[id(q)] = QueueInfo(ref, self._seq)
+            self._fresh.append((id(q), info))
         if id(consumer) not in info.consumers:
             info.consumers[id(consumer)] = weakref.ref(consumer)
             self.by_consumer.setdefault(id(consumer), set()).add(id(q))
@@ -175,32 +263,45 @@ class MailboxTracker:
 
     # -- asyncio --------------------------------------------------------------------------
     def scan_tasks(self, tasks: Iterable[Any]) -> None:
-        """Record the queue each task is suspended on (loop thread). Cheap when nothing moved:
-        a task whose ``_fut_waiter`` is the one seen last time is not walked again."""
+        """Record the queue each task is suspended on, or else the queues it holds and takes
+        from (loop thread). Cheap when nothing moved: a task whose ``_fut_waiter`` is the one
+        seen last time is not walked again."""
         by_task = self._by_task
         for task in tasks:
             waiter = getattr(task, "_fut_waiter", None)
             if waiter is None:
                 continue
             seen = by_task.get(id(task))
-            if seen is not None and seen[0] is waiter:
+            if seen is not None and seen[0]() is waiter:
                 continue
-            q = _queue_awaited_by(task.get_coro())
-            by_task[id(task)] = (waiter, id(q) if q is not None else 0)
+            coro = task.get_coro()
+            q = _queue_awaited_by(coro)
+            try:
+                by_task[id(task)] = (weakref.ref(waiter), id(q) if q is not None else 0)
+            except TypeError:
+                pass
             if q is not None and seen is not None and seen[1] not in (0, id(q)):
                 self._drop(seen[1], id(task))  # the task moved on to another queue
-            if q is not None:
+            held = [q] if q is not None else queues_held(_chain_frames(coro), ASYNC_QUEUES)
+            if held:
                 with self._lock:
-                    self._add(q, task)
+                    for q in held:
+                        self._add(q, task)
 
     def scan_threads(self, frames: dict[int, FrameType], threads: dict[int, Any]) -> None:
-        """Record queue.Queue consumers among thread stacks (``sys._current_frames()``)."""
+        """Record queue consumers among thread stacks (``sys._current_frames()``): a thread
+        in ``queue.Queue.get``, or one whose frames hold a queue they take from (a
+        ``SimpleQueue`` too, whose C ``get`` leaves no frame)."""
         for ident, frame in frames.items():
-            q = _queue_in_stack(frame)
             thread = threads.get(ident)
-            if q is not None and thread is not None:
+            if thread is None:
+                continue
+            q = _queue_in_stack(frame)
+            held = [q] if q is not None else queues_held(_stack(frame), THREAD_QUEUES)
+            if held:
                 with self._lock:
-                    self._add(q, thread)
+                    for q in held:
+                        self._add(q, thread)
 
     def forget_dead(self, seconds: float = FORGET_SECONDS) -> None:
         """Drop queues that were garbage collected: a round robin over the tracked queues for
@@ -212,10 +313,17 @@ class MailboxTracker:
         with self._lock:
             while i < len(items) and time.perf_counter() < deadline:
                 for key, info in items[i : i + LENGTH_BATCH]:
-                    if info.ref() is None and self.queues.get(key) is info:
+                    if self.queues.get(key) is not info:
+                        continue
+                    if info.ref() is None:
                         del self.queues[key]
                         self.multi.discard(key)
                         self._nonempty.pop(key, None)
+                        for cid in info.consumers:
+                            self._drop(key, cid)
+                    else:
+                        for cid in info.ended_consumers():
+                            self._drop(key, cid)
                 i += LENGTH_BATCH
             self._forget_at = i
             if i >= len(items):  # a whole pass: consumers left with no queue go too
@@ -258,13 +366,18 @@ class MailboxTracker:
         now = time.monotonic()
         if now - self._items_at > ITEMS_MAX_AGE or not self._items:
             self._items, self._items_at = list(self.queues.items()), now
+            self._fresh = []
         items = self._items
+        fresh, self._fresh = self._fresh, []
+        for key, info in fresh:  # found since the copy: read now, not at the next copy
+            if self.queues.get(key) is info:
+                self._read_length(key, info)
         n = len(items)
         deadline = time.perf_counter() + seconds
         for key in list(self._nonempty):  # the current leaders: read again every refresh
-            info = self.queues.get(key)
-            if info is not None:
-                self._read_length(key, info)
+            known = self.queues.get(key)
+            if known is not None:
+                self._read_length(key, known)
             else:
                 self._nonempty.pop(key, None)
         done, start = 0, (self._length_cursor % n) if n else 0
@@ -328,3 +441,107 @@ def _queue_in_stack(frame: FrameType | None) -> Any:
         frame = frame.f_back
         depth += 1
     return None
+
+
+def _chain_frames(coro: Any) -> list[FrameType]:
+    """Suspended frames of an await chain, outermost first (at most ``_HELD_DEPTH``)."""
+    out: list[FrameType] = []
+    while coro is not None and len(out) < _HELD_DEPTH:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is not None:
+            out.append(frame)
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return out
+
+
+def _stack(frame: FrameType | None) -> list[FrameType]:
+    out: list[FrameType] = []
+    while frame is not None and len(out) < _HELD_DEPTH:
+        out.append(frame)
+        frame = frame.f_back
+    return out
+
+
+# Where a code object takes from a queue: ("local" | "global", name, attribute or "") for each
+# ``X.get(`` / ``X.get_nowait(`` in its bytecode, X a local, a cell, a global, or an attribute
+# of one (``self.inbox``). Read once per code object (code objects live as long as their
+# functions; the cache is emptied when it reaches CODE_CACHE_MAX).
+Taker = tuple[str, str, str]
+_TAKERS: dict[CodeType, tuple[Taker, ...]] = {}
+CODE_CACHE_MAX = 8192
+_GET_NAMES = frozenset({"get", "get_nowait"})
+_LOCAL_OPS = frozenset({"LOAD_FAST", "LOAD_FAST_CHECK", "LOAD_DEREF", "LOAD_CLOSURE"})
+_GLOBAL_OPS = frozenset({"LOAD_GLOBAL", "LOAD_NAME"})
+_ATTR_OPS = frozenset({"LOAD_ATTR", "LOAD_METHOD"})
+
+
+def takers(code: CodeType) -> tuple[Taker, ...]:
+    found = _TAKERS.get(code)
+    if found is not None:
+        return found
+    out: list[Taker] = []
+    prev: list[tuple[str, Any]] = []  # the last two (opname, argval)
+    try:
+        for ins in dis.get_instructions(code):
+            op, arg = ins.opname, ins.argval
+            if op in _ATTR_OPS and arg in _GET_NAMES and prev:
+                out.extend(_taker(prev))
+            if op == "LOAD_FAST_LOAD_FAST" and isinstance(arg, tuple):  # 3.13: two locals
+                op, arg = "LOAD_FAST", arg[-1]
+            prev = [*prev[-1:], (op, arg)]
+    except Exception:
+        out = []
+    result = tuple(dict.fromkeys(out))
+    if len(_TAKERS) >= CODE_CACHE_MAX:
+        _TAKERS.clear()
+    _TAKERS[code] = result
+    return result
+
+
+def _taker(prev: list[tuple[str, Any]]) -> list[Taker]:
+    op, arg = prev[-1]
+    if not isinstance(arg, str):
+        return []
+    if op in _LOCAL_OPS:
+        return [("local", arg, "")]
+    if op in _GLOBAL_OPS:
+        return [("global", arg, "")]
+    if op in _ATTR_OPS and len(prev) == 2:  # X.attr.get(
+        op0, arg0 = prev[0]
+        if isinstance(arg0, str) and op0 in _LOCAL_OPS:
+            return [("local", arg0, arg)]
+        if isinstance(arg0, str) and op0 in _GLOBAL_OPS:
+            return [("global", arg0, arg)]
+    return []
+
+
+def queues_held(frames: Iterable[FrameType], kinds: tuple[type, ...]) -> list[Any]:
+    """Queues of type ``kinds`` that these frames take from (see :func:`takers`): the object
+    named by a local, a global or an instance attribute (read from ``__dict__`` only, so no
+    property or ``__getattr__`` of the program runs)."""
+    out: list[Any] = []
+    for frame in frames:
+        found = takers(frame.f_code)
+        if not found:
+            continue
+        local_vars: Any = None
+        for where, name, attr in found:
+            if where == "local":
+                if local_vars is None:
+                    local_vars = frame.f_locals
+                obj = local_vars.get(name)
+            else:
+                obj = frame.f_globals.get(name)
+            if attr:
+                obj = _instance_attr(obj, attr)
+            if isinstance(obj, kinds) and not any(obj is q for q in out):
+                out.append(obj)
+    return out
+
+
+def _instance_attr(obj: Any, attr: str) -> Any:
+    try:
+        d = object.__getattribute__(obj, "__dict__")
+    except Exception:
+        return None
+    return d.get(attr) if isinstance(d, dict) else None

@@ -123,32 +123,6 @@ def c_hook_available() -> bool:
     return True
 
 
-def sampled_call(
-    original: Callable[..., Any], every: int, sample: Callable[[Any], object]
-) -> Callable[..., Any]:
-    """A stand-in for the method ``original`` that also calls ``sample(self)`` after every
-    ``every``-th call (a power of two); in C when built, else in Python."""
-    if use_c_hooks():
-        from vmtop.agent._hooks import SampledCall
-
-        return SampledCall(original, every, sample)
-    tick = [0]
-    mask = every - 1
-
-    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
-        result = original(self, *args, **kwargs)
-        tick[0] += 1
-        if not tick[0] & mask:
-            try:
-                sample(self)
-            except Exception:
-                pass
-        return result
-
-    call.__wrapped__ = original  # type: ignore[attr-defined]
-    return call
-
-
 def make_registry(kind: str | None = None) -> Any:
     """A registry for the hooks of ``kind``: the C one with the C hooks, else Python's."""
     if use_c_hooks(kind):
