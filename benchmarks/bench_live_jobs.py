@@ -38,6 +38,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from vmtop import jobs_client  # noqa: E402
 from vmtop.client import AgentClient  # noqa: E402
 from vmtop.paths import socket_path  # noqa: E402
 
@@ -163,15 +164,15 @@ class Target:
 
 
 def wait_running(client: AgentClient, job_id: int) -> None:
-    while client.job_status(job_id, wait=0.05)["state"] == "starting":
+    while jobs_client.job_status(client, job_id, wait=0.05)["state"] == "starting":
         pass
 
 
 def finish(client: AgentClient, job_id: int) -> Any:
-    client.cancel_job(job_id)
-    while client.job_status(job_id, wait=1)["state"] not in ("done", "failed"):
+    jobs_client.cancel_job(client, job_id)
+    while jobs_client.job_status(client, job_id, wait=1)["state"] not in ("done", "failed"):
         pass
-    return client.job_result(job_id)
+    return jobs_client.job_result(client, job_id)
 
 
 ARMS = ("off", "on", "on, interval untouched")
@@ -197,7 +198,7 @@ def throughput(script: Path, mode: str, rounds: int, window: float) -> dict[str,
                     opts: dict[str, Any] = {"rate": 100}
                     if arm != "on":
                         opts["switch_interval"] = None
-                    job_id = int(client.start_job("sample", window * 3, **opts)["id"])
+                    job_id = int(jobs_client.start_job(client, "sample", window * 3, **opts)["id"])
                     wait_running(client, job_id)
                     arms[arm] = target.rate(window)
                     result = finish(client, job_id)
@@ -230,11 +231,14 @@ def allocation(script: Path, objects: int, rounds: int) -> dict[str, Any]:
             for _ in range(rounds):
                 target.ask("lag")  # reset the stall probe
                 t0 = time.perf_counter()
-                result = client.start_job("allocations", 0.2, depth=1)
+                result = jobs_client.start_job(client, "allocations", 0.2, depth=1)
                 job_id = int(result["id"])
-                while client.job_status(job_id, wait=1)["state"] not in ("done", "failed"):
+                while jobs_client.job_status(client, job_id, wait=1)["state"] not in (
+                    "done",
+                    "failed",
+                ):
                     pass
-                fetched = client.job_result(job_id)
+                fetched = jobs_client.job_result(client, job_id)
                 out["job"].append(time.perf_counter() - t0)
                 out["stall"].append(float(target.ask("lag")["lag"]))
                 out["pause"].append(float(fetched.meta["snapshot_pause"]))

@@ -44,6 +44,10 @@ class AllocationReport(Report):
     - ``stacks``: allocation stack model (unit bytes) for ``save("alloc.svg")`` and friends.
     """
 
+    # Set for a report of a live process (vmtop.jobs_client.allocations): the seconds the
+    # target paused to take its tracemalloc snapshot(s).
+    snapshot_pause: float | None = None
+
     def __init__(
         self,
         after: tracemalloc.Snapshot,

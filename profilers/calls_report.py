@@ -53,6 +53,8 @@ class CallsProfile(Report):
     """
 
     kind = "calls"
+    # Set for a profile of a live process (vmtop.jobs_client.calls): which threads cProfile saw.
+    scope: str | None = None
 
     def __init__(
         self,

@@ -1,6 +1,6 @@
 """The GC-pressure report: what ``vmtop.gc_pressure`` returns and ``vmtop gc`` prints.
 
-Built from one :class:`~profilers.gcwatch.GCStats`. Findings are short and appear only when
+Built from one :class:`~profilers.gc_stats.GCStats`. Findings are short and appear only when
 the numbers support them: a high share of wall time in collections (with the generation that
 dominates), uncollectable objects, many objects freed only by the cycle collector, or the
 collector being disabled.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from profilers.gcwatch import GCStats
+from profilers.gc_stats import GCStats
 from profilers.report import Report
 
 __all__ = ["GCReport", "findings", "format_seconds"]

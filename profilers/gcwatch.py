@@ -32,111 +32,16 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from time import perf_counter
 from types import FrameType, TracebackType
-from typing import TYPE_CHECKING, Any, overload
+from typing import Any, overload
 
 from profilers.calling import call_now, function_name
+from profilers.gc_report import GCReport
+from profilers.gc_stats import GENERATIONS, GCStats, GenStats
 from profilers.report import Report
 
-if TYPE_CHECKING:
-    from profilers.gc_report import GCReport
-
 __all__ = ["GCPressure", "GCStats", "GCWatcher", "GenStats", "gc_pressure", "run_gc_pressure"]
-
-GENERATIONS = 3
-
-
-@dataclass(frozen=True, slots=True)
-class GenStats:
-    """One generation. Pause statistics are ``None`` when there was no pause to measure.
-
-    ``collections`` counts collections *of* this generation (a gen-2 collection also collects
-    0 and 1 but counts here only under 2, as ``gc.get_stats()`` does).
-    """
-
-    collections: int
-    collected: int
-    uncollectable: int
-    pause_total_s: float
-    pause_max_s: float | None
-    pause_p50_s: float | None
-    pause_p99_s: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class GCStats:
-    """What a :class:`GCWatcher` saw since ``start()``; ``generations`` is indexed 0, 1, 2."""
-
-    generations: tuple[GenStats, ...]
-    thresholds: tuple[int, ...]
-    counts: tuple[int, ...]
-    gc_enabled: bool
-    wall_s: float
-    gc_share: float
-    pauses_kept: int = 0
-
-    @property
-    def collections(self) -> int:
-        return sum(g.collections for g in self.generations)
-
-    @property
-    def collected(self) -> int:
-        return sum(g.collected for g in self.generations)
-
-    @property
-    def uncollectable(self) -> int:
-        return sum(g.uncollectable for g in self.generations)
-
-    @property
-    def pause_total_s(self) -> float:
-        return sum(g.pause_total_s for g in self.generations)
-
-    @property
-    def pause_max_s(self) -> float | None:
-        known = [g.pause_max_s for g in self.generations if g.pause_max_s is not None]
-        return max(known) if known else None
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["generations"] = [asdict(g) for g in self.generations]
-        out["thresholds"] = list(self.thresholds)
-        out["counts"] = list(self.counts)
-        return out
-
-    def delta(self, older: GCStats) -> GCStats:
-        """What happened between ``older`` and this snapshot (same watcher run).
-
-        Counts and pause totals are differences; the pause maximum and percentiles of an
-        interval cannot be derived from two snapshots, so they are ``None`` unless no
-        collection happened in between. ``thresholds``, ``counts``, ``gc_enabled`` are now.
-        """
-        gens = []
-        for new, old in zip(self.generations, older.generations, strict=True):
-            n = new.collections - old.collections
-            gens.append(
-                GenStats(
-                    collections=n,
-                    collected=new.collected - old.collected,
-                    uncollectable=new.uncollectable - old.uncollectable,
-                    pause_total_s=max(0.0, new.pause_total_s - old.pause_total_s),
-                    pause_max_s=None,
-                    pause_p50_s=None,
-                    pause_p99_s=None,
-                )
-            )
-        wall = max(0.0, self.wall_s - older.wall_s)
-        total = sum(g.pause_total_s for g in gens)
-        return GCStats(
-            generations=tuple(gens),
-            thresholds=self.thresholds,
-            counts=self.counts,
-            gc_enabled=self.gc_enabled,
-            wall_s=wall,
-            gc_share=total / wall if wall > 0 else 0.0,
-            pauses_kept=0,
-        )
 
 
 class GCWatcher:
@@ -286,8 +191,6 @@ def run_gc_pressure(
     name: str | None = None,
 ) -> GCReport:
     """Run ``fn`` with a :class:`GCWatcher` on; return a ``GCReport`` (exceptions propagate)."""
-    from profilers.gc_report import GCReport
-
     watcher = GCWatcher()
     enabled_at_start = gc.isenabled()
     value = call_now(watcher.start, watcher.stop, fn, args, kwargs or {})
@@ -344,8 +247,6 @@ class GCPressure(Report):
         self._watcher.start()
 
     def _stop(self) -> None:
-        from profilers.gc_report import GCReport
-
         watcher, self._watcher = self._watcher, None
         if watcher is not None:
             watcher.stop()

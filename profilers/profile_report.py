@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import sysconfig
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Group
 from rich.table import Table
@@ -13,6 +13,9 @@ from rich.text import Text
 from rich.tree import Tree
 
 from profilers.report import Report
+
+if TYPE_CHECKING:
+    from profilers.thread_sampler import SampleSet
 from profilers.stacks import Frame, StackModel
 from profilers.tree import Node, build_tree
 
@@ -30,6 +33,10 @@ class SampledProfile(Report):
     """
 
     kind = "sampled"
+    # Set for a profile of a live process (vmtop.jobs_client.profile): every sample it took,
+    # to slice again by task or thread, and the ticks per second the sampler reached.
+    sample_set: SampleSet | None = None
+    achieved_rate: float | None = None
 
     def __init__(
         self,

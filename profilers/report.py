@@ -12,7 +12,13 @@ from typing import Any
 
 
 class Report:
-    """Base of the report objects returned by ``vmtop.profile`` / ``allocations`` / ``gc_pressure``."""
+    """Base of the report objects returned by ``vmtop.profile`` / ``allocations`` / ``gc_pressure``.
+
+    ``stopped_early`` is set on a report of a live process (``vmtop.jobs_client``) whose job was
+    ended before its duration (Ctrl-C): it covers less time than was asked for.
+    """
+
+    stopped_early: bool = False
 
     def __rich__(self) -> Any:  # pragma: no cover - every subclass overrides
         raise NotImplementedError

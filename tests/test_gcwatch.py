@@ -168,6 +168,9 @@ def test_pause_window_is_bounded_and_delta_subtracts() -> None:
     assert d.wall_s <= second.wall_s
     data = json.loads(json.dumps(second.to_dict()))
     assert data["generations"][0]["collections"] == 12 and len(data["thresholds"]) == 3
+    assert GCStats.from_dict(data) == second  # what a live GC job ships comes back equal
+    with pytest.raises(ValueError, match="not GC statistics"):
+        GCStats.from_dict({**data, "generations": [{"collections": 1}]})
     with pytest.raises(ValueError):
         GCWatcher(max_pauses=0)
 

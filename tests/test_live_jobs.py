@@ -17,10 +17,11 @@ from typing import Any
 
 import pytest
 
+from profilers.gc_stats import GCStats
 from profilers.stacks import StackModel
 from profilers.thread_sampler import DEFAULT_SWITCH_INTERVAL, SampleSet, ThreadSampler
 from tests.agent_helpers import Target, communicate_or_dump, vmtop_cmd
-from vmtop import job_payloads
+from vmtop import job_payloads, jobs_client
 from vmtop.client import AgentClient, ClientError
 from vmtop.jobs_client import sample_set
 
@@ -74,19 +75,19 @@ def state(target: Target) -> dict[str, Any]:
 
 
 def start_and_wait_running(client: AgentClient, kind: str, **opts: Any) -> int:
-    job_id = int(client.start_job(kind, 60, **opts)["id"])
-    status = client.job_status(job_id)
+    job_id = int(jobs_client.start_job(client, kind, 60, **opts)["id"])
+    status = jobs_client.job_status(client, job_id)
     while status["state"] == "starting":
-        status = client.job_status(job_id, wait=0.05)
+        status = jobs_client.job_status(client, job_id, wait=0.05)
     assert status["state"] == "running", status
     return job_id
 
 
 def finish(client: AgentClient, job_id: int) -> Any:
-    client.cancel_job(job_id)
-    while client.job_status(job_id, wait=1)["state"] not in ("done", "failed"):
+    jobs_client.cancel_job(client, job_id)
+    while jobs_client.job_status(client, job_id, wait=1)["state"] not in ("done", "failed"):
         pass
-    return client.job_result(job_id)
+    return jobs_client.job_result(client, job_id)
 
 
 def roots(model: StackModel) -> dict[str, float]:
@@ -100,7 +101,7 @@ def roots(model: StackModel) -> dict[str, float]:
 def test_sampled_profile_names_the_hot_function_and_puts_it_under_the_hot_task(
     client: AgentClient,
 ) -> None:
-    p = client.profile(1.5, by_task=True)
+    p = jobs_client.profile(client, 1.5, by_task=True)
     assert p.samples > 0 and p.achieved_rate > 0
     model = p.stacks
     # Task names are the roots; the CPU-hot function only ever runs inside task "hot".
@@ -143,7 +144,7 @@ def test_one_job_of_a_kind_at_a_time_and_cancel_ends_it_early(
 ) -> None:
     job_id = start_and_wait_running(client, "sample")
     with pytest.raises(ClientError, match=r"already running.*\(busy\)"):
-        client.start_job("sample", 1)
+        jobs_client.start_job(client, "sample", 1)
     result = finish(client, job_id)
     assert result.stopped_early and result.status["elapsed"] < 60
     assert SampleSet.from_dict(result.payload).ticks == result.meta["ticks"]
@@ -163,18 +164,18 @@ def test_bad_job_requests_are_refused_with_a_reason(
     client: AgentClient, kind: str, opts: dict[str, Any], message: str
 ) -> None:
     with pytest.raises(ClientError, match=message):
-        client.start_job(kind, 1, **opts)
+        jobs_client.start_job(client, kind, 1, **opts)
     with pytest.raises(ClientError, match="'duration' must be"):
-        client.start_job("gc", -1)
+        jobs_client.start_job(client, "gc", -1)
 
 
 def test_a_job_of_a_client_that_disconnects_is_cancelled(target: Target) -> None:
     with AgentClient(target.pid) as first:
         job_id = start_and_wait_running(first, "sample")
     with AgentClient(target.pid) as second:
-        status = second.job_status(job_id, wait=2)
+        status = jobs_client.job_status(second, job_id, wait=2)
         while status["state"] not in ("done", "failed"):
-            status = second.job_status(job_id, wait=2)
+            status = jobs_client.job_status(second, job_id, wait=2)
         assert status["state"] == "done" and status["stopped_early"]
         assert state(target)["switchinterval"] == 0.005
 
@@ -197,7 +198,7 @@ def test_calls_profile_counts_every_call_in_the_window(target: Target, client: A
 
 
 def test_calls_profile_report_object(target: Target, client: AgentClient) -> None:
-    report = client.calls(0.3)
+    report = jobs_client.calls(client, 0.3)
     assert type(report).__name__ == "CallsProfile"
     functions = {f.frame.function for f in report.functions.values()}
     assert "crunch_numbers" in functions
@@ -211,7 +212,7 @@ def test_calls_profile_is_refused_while_another_profiler_runs(
     target.read_until("hook")
     try:
         with pytest.raises(ClientError, match=r"already .*\(refused\)"):
-            client.start_job("calls", 1)
+            jobs_client.start_job(client, "calls", 1)
     finally:
         target.send("hook off")
         target.read_until("hook")
@@ -220,7 +221,7 @@ def test_calls_profile_is_refused_while_another_profiler_runs(
 # -- allocations ---------------------------------------------------------------------------------
 def test_allocation_report_finds_the_hoarding_line(target: Target, client: AgentClient) -> None:
     before = state(target)["hoarded"]
-    report = client.allocations(0.5, depth=8)
+    report = jobs_client.allocations(client, 0.5, depth=8)
     hoarded = state(target)["hoarded"] - before
     top = report.top(by="bytes", group="line", limit=3)[0]
     assert (top.file, top.line) == (TARGET_FILE, target.ready["hoard_line"])
@@ -246,7 +247,7 @@ def test_allocation_report_finds_the_hoarding_line(target: Target, client: Agent
 
 
 def test_allocation_growth_between_two_snapshots(target: Target, client: AgentClient) -> None:
-    report = client.allocations(0.5, depth=4, growth=True)
+    report = jobs_client.allocations(client, 0.5, depth=4, growth=True)
     grown = report.growth("line", limit=1)[0]
     assert (grown.file, grown.line) == (TARGET_FILE, target.ready["hoard_line"])
     assert grown.size_diff > 0
@@ -260,16 +261,14 @@ def test_gc_report_counts_match_the_targets_own_counts(target: Target, client: A
     assert target.read_until("collected")["collected"] == [5, 2, 3]
     result = finish(client, job_id)
     after = state(target)["gc"]
-    from vmtop.jobs_client import gc_stats_from_dict
-
-    stats = gc_stats_from_dict(result.payload["stats"])
+    stats = GCStats.from_dict(result.payload["stats"])
     measured = [g.collections for g in stats.generations]
     assert measured == [a - b for a, b in zip(after, before, strict=True)] == [5, 2, 3]
     assert stats.pause_total_s > 0
 
 
 def test_gc_report_object(client: AgentClient) -> None:
-    report = client.gc(0.2)
+    report = jobs_client.gc(client, 0.2)
     assert type(report).__name__ == "GCReport"
     assert report.wall_s > 0
 

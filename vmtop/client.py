@@ -1,4 +1,9 @@
-"""A typed client of the agent protocol (used by ``vmtop top``, the TUI and the tests)."""
+"""A typed client of the agent protocol (used by ``vmtop top``, the TUI and the tests).
+
+:class:`AgentClient` is the transport: a connection, ``request(op, **args)`` and the monitor's
+own requests (snapshot, detail, cancel). Profiling jobs are :mod:`vmtop.jobs_client`'s, which
+takes a connected client: ``jobs_client.profile(client, 5)``.
+"""
 
 from __future__ import annotations
 
@@ -227,54 +232,5 @@ class AgentClient:
     def cancel(self, key: str) -> dict[str, Any]:
         return dict(self.request("cancel", key=key))
 
-    # -- profiling jobs (vmtop/jobs_client.py has the options) ------------------------------
-    def start_job(self, kind: str, duration: float, **opts: Any) -> dict[str, Any]:
-        from vmtop import jobs_client
 
-        return jobs_client.start_job(self, kind, duration, **opts)
-
-    def job_status(self, job_id: int, wait: float = 0.0) -> dict[str, Any]:
-        from vmtop import jobs_client
-
-        return jobs_client.job_status(self, job_id, wait)
-
-    def cancel_job(self, job_id: int) -> dict[str, Any]:
-        from vmtop import jobs_client
-
-        return jobs_client.cancel_job(self, job_id)
-
-    def job_result(self, job_id: int) -> Any:
-        from vmtop import jobs_client
-
-        return jobs_client.job_result(self, job_id)
-
-    def profile(self, duration: float, **opts: Any) -> Any:
-        """Sampled profile of the target (a ``SampledProfile``); see ``jobs_client.profile``."""
-        from vmtop import jobs_client
-
-        return jobs_client.profile(self, duration, **opts)
-
-    def calls(self, duration: float, **opts: Any) -> Any:
-        """cProfile of the target's loop thread (a ``CallsProfile``)."""
-        from vmtop import jobs_client
-
-        return jobs_client.calls(self, duration, **opts)
-
-    def allocations(self, duration: float, **opts: Any) -> Any:
-        """tracemalloc report of the target, analysed in this process."""
-        from vmtop import jobs_client
-
-        return jobs_client.allocations(self, duration, **opts)
-
-    def gc(self, duration: float, **opts: Any) -> Any:
-        """GC report of the target for ``duration`` seconds."""
-        from vmtop import jobs_client
-
-        return jobs_client.gc(self, duration, **opts)
-
-
-def connect(pid: int, timeout: float = 15.0) -> AgentClient:
-    return AgentClient(pid, timeout).connect()
-
-
-__all__ = ["AgentClient", "ClientError", "NoAgent", "TargetGone", "TracebackType", "connect"]
+__all__ = ["AgentClient", "ClientError", "NoAgent", "TargetGone", "TracebackType"]

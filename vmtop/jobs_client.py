@@ -5,11 +5,11 @@ or :class:`CallsProfile`, ``vmtop.allocations`` -> :class:`AllocationReport`,
 ``vmtop.gc_pressure`` -> :class:`GCReport`), so ``save()`` and every exporter work the same::
 
     with AgentClient(pid) as client:
-        p = client.profile(5, by_task=True)       # 5 s of sampled stacks, task names as roots
+        p = jobs_client.profile(client, 5, by_task=True)   # 5 s of sampled stacks, tasks as roots
         p.save("live.svg")
-        c = client.calls(5)                       # cProfile on the loop thread for 5 s
-        m = client.allocations(10, depth=16)      # tracemalloc for 10 s, analysed here
-        g = client.gc(10)
+        c = jobs_client.calls(client, 5)                   # cProfile on the loop thread for 5 s
+        m = jobs_client.allocations(client, 10, depth=16)  # tracemalloc for 10 s, analysed here
+        g = jobs_client.gc(client, 10)
 
 Heavy work (aggregating a large tracemalloc snapshot) happens in this process, not the target.
 """
@@ -195,9 +195,9 @@ def profile(
         interval=1.0 / samples.rate,
         name=label,
     )
-    report.sample_set = samples  # type: ignore[attr-defined]
-    report.achieved_rate = samples.achieved_rate  # type: ignore[attr-defined]
-    report.stopped_early = result.stopped_early  # type: ignore[attr-defined]
+    report.sample_set = samples
+    report.achieved_rate = samples.achieved_rate
+    report.stopped_early = result.stopped_early
     return report
 
 
@@ -227,8 +227,8 @@ def calls(
     report = CallsProfile(
         stats, float(result.meta["duration"]), name=name or f"pid {client.pid} ({scope})"
     )
-    report.scope = scope  # type: ignore[attr-defined]
-    report.stopped_early = result.stopped_early  # type: ignore[attr-defined]
+    report.scope = scope
+    report.stopped_early = result.stopped_early
     return report
 
 
@@ -278,8 +278,8 @@ def allocation_report(result: JobResult, name: str) -> AllocationReport:
         requested_nframe=_optional_int(meta.get("requested_depth")),
         exclude=exclude,
     )
-    report.snapshot_pause = float(meta.get("snapshot_pause", 0.0))  # type: ignore[attr-defined]
-    report.stopped_early = result.stopped_early  # type: ignore[attr-defined]
+    report.snapshot_pause = float(meta.get("snapshot_pause", 0.0))
+    report.stopped_early = result.stopped_early
     return report
 
 
@@ -296,31 +296,14 @@ def gc(
 ) -> GCReport:
     """The target's collections, pauses and collected objects over ``duration`` seconds."""
     from profilers.gc_report import GCReport
+    from profilers.gc_stats import GCStats
 
     result = run_job(client, "gc", duration, progress)
-    stats = gc_stats_from_dict(result.payload["stats"])
+    stats = GCStats.from_dict(result.payload["stats"])
     report = GCReport(
         stats,
         name=name or f"pid {client.pid}",
         enabled_at_start=bool(result.meta.get("enabled_at_start", True)),
     )
-    report.stopped_early = result.stopped_early  # type: ignore[attr-defined]
+    report.stopped_early = result.stopped_early
     return report
-
-
-def gc_stats_from_dict(data: dict[str, Any]) -> Any:
-    """A :class:`~profilers.gcwatch.GCStats` from its ``to_dict()`` form."""
-    from profilers.gcwatch import GCStats, GenStats
-
-    try:
-        return GCStats(
-            generations=tuple(GenStats(**g) for g in data["generations"]),
-            thresholds=tuple(int(t) for t in data["thresholds"]),
-            counts=tuple(int(c) for c in data["counts"]),
-            gc_enabled=bool(data["gc_enabled"]),
-            wall_s=float(data["wall_s"]),
-            gc_share=float(data["gc_share"]),
-            pauses_kept=int(data.get("pauses_kept", 0)),
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"not GC statistics: {exc}") from None
