@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from vmtop._version import __version__
 
 __all__ = ["__version__", "agent", "allocations", "gc_pressure", "profile"]
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from vmtop import __version__
+from vmtop._version import __version__
 from vmtop import protocol as P
 from vmtop.paths import UnsafeDirectory, check_dir, socket_path
 from vmtop.records import KINDS, Snapshot

@@ -9,7 +9,7 @@ import time
 import tracemalloc
 from typing import Any
 
-from vmtop import __version__
+from vmtop._version import __version__
 from vmtop.agent.collector import Collector
 from vmtop.records import GenGC, LoopStats, NodeInfo
 

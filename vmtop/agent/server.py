@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from profilers import switching
-from vmtop import __version__
+from vmtop._version import __version__
 from vmtop import protocol as P
 from vmtop.agent import jobs
 from vmtop.agent.collector import Collector

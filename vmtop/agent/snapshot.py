@@ -19,7 +19,7 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
-from vmtop import __version__
+from vmtop._version import __version__
 from vmtop.agent import tasks as T
 from vmtop.agent.collector import Collector
 from vmtop.agent.groups import GroupMark, group_rows

@@ -33,7 +33,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> Parser:
-    from vmtop import __version__
+    from vmtop._version import __version__
 
     parser = Parser(
         prog="vmtop",
