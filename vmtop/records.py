@@ -67,6 +67,8 @@ class ProcessRow:
     consumers: int | None = None  # queue rows: consumers seen
     putters: int | None = None  # queue rows: blocked putters
     notes: tuple[str, ...] = ()
+    runtime: str = ""  # the adapter that made the row ("pykka", "trio"); "" asyncio/threads
+    parent: str = ""  # Trio: name of the task whose nursery holds this task
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -18,6 +18,7 @@ import psutil
 # Imported with the agent, not at the first attach: an import on the client's thread while
 # the program's loop is CPU-bound waits for the GIL at every file access (seconds, measured).
 from profilers.gcwatch import GCWatcher
+from vmtop.agent.adapters import Adapters
 from vmtop.agent.lag import LagProbe
 from vmtop.agent.loops import deref, is_uvloop, running_loops, task_count, task_refs
 from vmtop.agent.mailbox import MailboxTracker
@@ -33,6 +34,7 @@ class Collector:
     def __init__(self) -> None:
         self.steps = StepCounter()
         self.mailboxes = MailboxTracker()
+        self.adapters = Adapters()  # Pykka, Trio: on while attached and imported
         self.probes: dict[int, LagProbe] = {}  # id(loop) -> probe
         self.gc: Any = None
         self.clients = 0
@@ -63,6 +65,7 @@ class Collector:
             self.steps.install()
             self.mailboxes.install()
             self.refresh_loops()
+            self.adapters.activate()
             self._start_gc()
             self._process = _psutil_process()
 
@@ -82,6 +85,7 @@ class Collector:
                 self.gc = None
             self.mailboxes.uninstall()
             self.mailboxes = MailboxTracker()
+            self.adapters.detach()
             self.memory.clear()
             self._refs = []
             self._process = None

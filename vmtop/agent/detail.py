@@ -120,6 +120,9 @@ def detail(collector: Collector, key: str, timeout: float = 1.0) -> dict[str, An
                     ],
                 }
         raise NotFound(f"no shared queue {key}")
+    found = collector.adapters.detail(collector, key)  # actor:N (Pykka), trio:N (Trio)
+    if found is not None:
+        return found
     raise NotFound(f"bad process key {key!r}: expected task:N, thread:N or queue:N")
 
 

@@ -94,10 +94,13 @@ class Session:
     prev_tasks: tuple[int, int] = (0, 0)  # registry (created, finished) at the last snapshot
     prev_time: float = field(default_factory=time.monotonic)
     loop_time: float = 0.0  # seconds the last snapshot spent on loop threads
+    adapters: dict[str, Any] = field(default_factory=dict)  # runtime adapter -> its state
+    hello_threads: dict[int, float] = field(default_factory=dict)  # thread CPU at the hello
 
     def __post_init__(self) -> None:
         # Threads that exist when the client arrives: their first interval starts now.
         self.prev_threads = {s.ident: s.cpu for s in sample_threads() if s.cpu is not None}
+        self.hello_threads = dict(self.prev_threads)
 
 
 def take_snapshot(collector: Collector, session: Session, req: SnapshotRequest) -> Snapshot:
@@ -156,6 +159,15 @@ def take_snapshot(collector: Collector, session: Session, req: SnapshotRequest) 
         loop_stats.append(LoopStats(**stats))  # type: ignore[arg-type]
         rows.extend(loop_rows)
         total_rows += matched
+
+    # Runtime adapters (Pykka actors, Trio runs: vmtop/agent/adapters.py) before the threads:
+    # an actor's row replaces its thread's row (the adapter claims the thread).
+    extra = collector.adapters.snapshot(collector, session, req)
+    rows.extend(extra.rows)
+    total_rows += extra.matched
+    loop_stats.extend(extra.loops)
+    notes.extend(extra.notes)
+    session.loop_time += extra.loop_time
 
     thread_rows, matched = _thread_rows(collector, session, req, interval)
     rows.extend(thread_rows)
@@ -432,8 +444,9 @@ def _thread_rows(
         return [], 0
     rows = []
     new_prev: dict[int, float] = {}
+    claimed = collector.adapters.claimed  # threads shown as a runtime's rows (Pykka actors)
     for s in samples:
-        if req.filter and req.filter not in s.name.lower():
+        if s.ident in claimed or (req.filter and req.filter not in s.name.lower()):
             continue
         prev = session.prev_threads.get(s.ident)
         cpu = s.cpu

@@ -1,0 +1,101 @@
+"""Pykka threading actors with known figures, driven by lines on stdin.
+
+Actors: ``SlowActor`` (its first message blocks it until "quit": every later message waits
+in its inbox), ``BusyActor`` (handles whatever the feeder tells it, counting), ``IdleActor``
+(never gets a message). Commands: "fill N" (tell the slow actor N + 1 messages: one it
+handles, N that wait), "feed" (a feeder thread tells the busy actor messages as fast as it
+takes them), "stop-feed" (stop, wait until its inbox is empty, print how many it handled
+since "feed"), "quit N". Prints JSON lines; the first is {"ready": true, "urns": {...}}.
+"""
+
+import json
+import sys
+import threading
+
+import pykka
+
+release = threading.Event()
+
+
+def say(**obj):
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def crunch(n):
+    total = 0
+    for i in range(n):
+        total += i * i % 7
+    return total
+
+
+class SlowActor(pykka.ThreadingActor):
+    def on_receive(self, message):
+        self.wait_for_release(message)
+
+    def wait_for_release(self, message):
+        release.wait()
+
+
+class BusyActor(pykka.ThreadingActor):
+    def __init__(self):
+        super().__init__()
+        self.handled = 0
+
+    def on_receive(self, message):
+        if message == "count":
+            return self.handled
+        self.handled += 1
+        crunch(2000)
+        return None
+
+
+class IdleActor(pykka.ThreadingActor):
+    pass
+
+
+def feeder(busy, stop):
+    while not stop.is_set():
+        for _ in range(10):
+            busy.tell({"n": 1})
+        while busy.actor_inbox.qsize() > 20 and not stop.is_set():
+            stop.wait(0.001)
+
+
+def main():
+    slow = SlowActor.start()
+    busy = BusyActor.start()
+    idle = IdleActor.start()
+    say(
+        ready=True,
+        urns={"slow": slow.actor_urn, "busy": busy.actor_urn, "idle": idle.actor_urn},
+    )
+    stop = threading.Event()
+    feed_thread = None
+    base = 0
+    for line in sys.stdin:
+        cmd, _, arg = line.strip().partition(" ")
+        if cmd == "fill":
+            for i in range(int(arg) + 1):
+                slow.tell({"job": i})
+            say(filled=int(arg))
+        elif cmd == "feed":
+            base = busy.ask("count")
+            stop.clear()
+            feed_thread = threading.Thread(target=feeder, args=(busy, stop), name="feeder")
+            feed_thread.start()
+            say(feeding=True)
+        elif cmd == "stop-feed":
+            stop.set()
+            if feed_thread is not None:
+                feed_thread.join()
+            handled = busy.ask("count")  # answered after every message told before it
+            say(handled=handled - base)
+        elif cmd == "quit":
+            release.set()
+            pykka.ActorRegistry.stop_all(timeout=10)
+            sys.exit(int(arg or 0))
+
+
+if __name__ == "__main__":
+    main()
