@@ -13,11 +13,19 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
-from vmtop.cli import Parser
 from vmtop.demo.system import DemoConfig, DemoSystem
 
 PROG = "python -m vmtop.demo"
+
+
+class Parser(argparse.ArgumentParser):
+    """A usage error is one line on stderr and exit code 2, as for the vmtop commands (the demo
+    is a program of its own: it does not import the vmtop CLI)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
 def _count(text: str) -> int:
