@@ -42,7 +42,7 @@ class Location:
 class ProcessRow:
     """One lightweight process: an asyncio task, a thread, or a shared queue.
 
-    Units: ``reductions`` = task steps (tasks) — ``None`` for threads (CPU time is in ``time``);
+    Units: ``reductions`` = task steps (tasks), items taken from ``queue.Queue`` (threads);
     ``time`` = seconds of wall time inside the task's steps (tasks) or thread CPU seconds
     (threads); ``mailbox`` = items waiting in the queue this process consumes; ``memory`` =
     estimated bytes (see docs/columns.md). Counters are per interval unless the snapshot says

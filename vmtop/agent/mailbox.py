@@ -39,6 +39,7 @@ _AQ_GET = asyncio.Queue.get.__code__
 _TQ_GET = stdqueue.Queue.get.__code__
 _CHAIN_DEPTH = 6  # how far down an await chain we look for Queue.get
 _HELD_DEPTH = 16  # frames of a chain or a thread's stack whose holdings are looked at
+_installed: list[MailboxTracker] = []  # the tracker whose hooks are in (one at a time)
 ASYNC_QUEUES: tuple[type, ...] = (asyncio.Queue,)
 THREAD_QUEUES: tuple[type, ...] = tuple(
     {stdqueue.Queue, stdqueue.SimpleQueue, getattr(stdqueue, "_PySimpleQueue", stdqueue.Queue)}
@@ -128,6 +129,12 @@ ITEMS_MAX_AGE = 5.0  # seconds the copy of the tracked queues is reused by that 
 FORGET_SECONDS = 0.001  # loop time a refresh spends dropping queues that were collected
 
 
+def thread_gets_now() -> dict[int, int]:
+    """Items taken per thread so far, from the tracker whose hooks are in ({} when none is):
+    where a new client's first interval starts."""
+    return _installed[0].all_thread_gets() if _installed else {}
+
+
 class MailboxTracker:
     """Remembers queue consumers across snapshots (ids of queues and processes, weakly).
 
@@ -196,6 +203,7 @@ class MailboxTracker:
         self._originals = {"a": a_get_nowait, "t": t_get, "wa": get_nowait, "wt": get}
         asyncio.Queue.get_nowait = get_nowait  # type: ignore[method-assign]
         stdqueue.Queue.get = get  # type: ignore[method-assign,assignment]
+        _installed[:] = [self]
 
     def uninstall(self) -> None:
         o = self._originals
@@ -206,6 +214,8 @@ class MailboxTracker:
         if stdqueue.Queue.get is o["wt"]:
             stdqueue.Queue.get = o["t"]  # type: ignore[method-assign]
         self._originals = {}
+        if _installed and _installed[0] is self:
+            _installed.clear()
 
     def new_interval(self) -> None:
         """A refresh: every queue's next dequeue looks up its consumer again (a new consumer,
@@ -223,6 +233,10 @@ class MailboxTracker:
         if not self._originals:
             return None
         return self._thread_gets.get(ident, 0)
+
+    def all_thread_gets(self) -> dict[int, int]:
+        """A copy of :meth:`thread_gets` for every thread that took an item."""
+        return dict(self._thread_gets)
 
     def forget_threads(self, alive: Iterable[int]) -> None:
         """Drop the counts of threads that ended (an ident is reused by a later thread)."""

@@ -32,7 +32,7 @@ from vmtop.agent.loops import (
     loop_thread_name,
     task_refs,
 )
-from vmtop.agent.mailbox import blocked_putters, queue_length
+from vmtop.agent.mailbox import blocked_putters, queue_length, thread_gets_now
 from vmtop.agent.memory import estimate
 from vmtop.agent.node import node_info
 from vmtop.agent.threads import sample_threads, stack_of
@@ -90,6 +90,7 @@ class Session:
 
     pending: dict[Any, list[float]] = field(default_factory=dict)
     prev_threads: dict[int, float] = field(default_factory=dict)
+    prev_thread_gets: dict[int, int] = field(default_factory=dict)  # ident -> queue gets
     prev_groups: dict[Any, GroupMark] = field(default_factory=dict)  # GroupStat -> counters
     prev_tasks: tuple[int, int] = (0, 0)  # registry (created, finished) at the last snapshot
     prev_time: float = field(default_factory=time.monotonic)
@@ -101,6 +102,7 @@ class Session:
         # Threads that exist when the client arrives: their first interval starts now.
         self.prev_threads = {s.ident: s.cpu for s in sample_threads() if s.cpu is not None}
         self.hello_threads = dict(self.prev_threads)
+        self.prev_thread_gets = thread_gets_now()
 
 
 def take_snapshot(collector: Collector, session: Session, req: SnapshotRequest) -> Snapshot:
@@ -177,6 +179,7 @@ def take_snapshot(collector: Collector, session: Session, req: SnapshotRequest) 
     total_rows += len(queue_rows)
 
     rows = _top(rows, req)
+    collector.mailboxes.new_interval()  # each queue's next dequeue names its consumer again
     groups = group_rows(collector.steps.groups(), session.prev_groups, req)
     session.prev_time = now
     node = node_info(collector, loop_stats, sum(s.tasks for s in loop_stats))
@@ -226,7 +229,25 @@ def _sort_value(row: ProcessRow, sort: str, accumulate: bool) -> float:
 
 
 def _top(rows: list[ProcessRow], req: SnapshotRequest) -> list[ProcessRow]:
-    return heapq.nlargest(req.limit, rows, key=lambda r: _sort_value(r, req.sort, req.accumulate))
+    """The top ``limit`` rows by the sort key, ties broken by TIME, then threads first.
+
+    Threads are few and each may be where the program's CPU goes: the threads that ran in
+    the interval (by CPU, the busiest first) keep up to half of the rows whatever the sort,
+    so a CPU-hot thread is never pushed out by tasks (its REDS count only the queue items it
+    took)."""
+
+    def key(r: ProcessRow) -> tuple[float, float, int]:
+        t = r.time_total if req.accumulate else r.time
+        return (_sort_value(r, req.sort, req.accumulate), t or 0.0, r.kind == "thread")
+
+    def busy(r: ProcessRow) -> float:
+        return (r.time_total if req.accumulate else r.time) or 0.0
+
+    active = [r for r in rows if r.kind == "thread" and (busy(r) > 0 or r.reductions)]
+    kept = heapq.nlargest(req.limit // 2, active, key=busy)
+    ids = {id(r) for r in kept}
+    rest = heapq.nlargest(req.limit - len(kept), [r for r in rows if id(r) not in ids], key=key)
+    return sorted(kept + rest, key=key, reverse=True)
 
 
 def _loop_rows(
@@ -442,8 +463,11 @@ def _thread_rows(
     collector.mailboxes.scan_threads(frames, {s.ident: s.thread for s in samples})
     if "thread" not in req.kinds:
         return [], 0
+    tracker = collector.mailboxes
+    tracker.forget_threads(s.ident for s in samples)
     rows = []
     new_prev: dict[int, float] = {}
+    new_gets: dict[int, int] = {}
     claimed = collector.adapters.claimed  # threads shown as a runtime's rows (Pykka actors)
     for s in samples:
         if s.ident in claimed or (req.filter and req.filter not in s.name.lower()):
@@ -453,7 +477,14 @@ def _thread_rows(
         if cpu is not None:
             new_prev[s.ident] = cpu
         delta = None if cpu is None else cpu - (prev if prev is not None else 0.0)
-        mb = collector.mailboxes.mailbox_of(s.thread)
+        # Reductions: queue.Queue items taken (since the attach; per interval since this
+        # client's previous refresh, or since the attach for a new client's first one).
+        gets = tracker.thread_gets(s.ident)
+        if gets is not None:
+            new_gets[s.ident] = gets
+        prev_gets = session.prev_thread_gets.get(s.ident, 0)
+        gets_delta = None if gets is None else max(0, gets - prev_gets)
+        mb = tracker.mailbox_of(s.thread)
         memory = None
         if req.memory and s.frame is not None and s.ident != threading.get_ident():
             try:
@@ -467,8 +498,8 @@ def _thread_rows(
                 id=str(s.native_id or s.ident),
                 name=s.name,
                 state=s.state,
-                reductions=None,
-                reductions_total=None,
+                reductions=gets_delta,
+                reductions_total=gets,
                 time=delta,
                 time_total=cpu,
                 mailbox=mb,
@@ -476,10 +507,11 @@ def _thread_rows(
                 current=s.current,
                 waiting_on=s.waiting_on,
                 coro="",
-                notes=("time = thread CPU seconds",),
+                notes=("reductions = queue.Queue items taken; time = thread CPU seconds",),
             )
         )
     session.prev_threads = new_prev
+    session.prev_thread_gets = new_gets
     return rows, len(rows)
 
 

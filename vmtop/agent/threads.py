@@ -80,6 +80,12 @@ def sample_threads(frames: dict[int, FrameType] | None = None) -> list[ThreadSam
 
 
 _STDLIB = sysconfig.get_paths()["stdlib"] + os.sep
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# vmtop's own code (the agent's hooks, e.g. the queue.Queue.get wrapper, and the engines) is
+# never anyone's current function: it is skipped like the standard library.
+# The bundled demo (vmtop/demo) is a program like any other.
+VMTOP_DIRS = (os.path.join(_ROOT, "vmtop") + os.sep, os.path.join(_ROOT, "profilers") + os.sep)
+_DEMO_DIR = os.path.join(_ROOT, "vmtop", "demo") + os.sep
 
 
 def is_library_frame(frame: FrameType) -> bool:
@@ -88,21 +94,33 @@ def is_library_frame(frame: FrameType) -> bool:
     return filename.startswith(_STDLIB) and "site-packages" not in filename
 
 
+def is_vmtop_frame(frame: FrameType) -> bool:
+    filename = frame.f_code.co_filename
+    return filename.startswith(VMTOP_DIRS) and not filename.startswith(_DEMO_DIR)
+
+
 def _user_location(frame: FrameType | None) -> Location | None:
-    """Innermost frame outside the standard library (else the innermost frame)."""
+    """Innermost frame outside the standard library and vmtop (else the innermost frame that
+    is not vmtop's)."""
     f = frame
-    while f is not None and is_library_frame(f):
+    while f is not None and (is_library_frame(f) or is_vmtop_frame(f)):
         f = f.f_back
+    if f is None:
+        f = frame
+        while f is not None and is_vmtop_frame(f):
+            f = f.f_back
     target = f if f is not None else frame
     return frame_location(target) if target is not None else None
 
 
 def library_call(frame: FrameType | None) -> str:
-    """The standard-library function the thread's own code is in (``Queue.get``), or ''."""
+    """The standard-library function the thread's own code is in (``Queue.get``; vmtop's
+    wrappers between the two are skipped), or ''."""
     last = None
     f = frame
-    while f is not None and is_library_frame(f):
-        last = f
+    while f is not None and (is_library_frame(f) or is_vmtop_frame(f)):
+        if not is_vmtop_frame(f):
+            last = f
         f = f.f_back
     if last is None or f is None:
         return ""

@@ -1,0 +1,204 @@
+"""Mailbox truth: consumers that never wait in get() show their backlog (issue 12, item 1).
+
+Each test that checks the first snapshot starts its own target, so the agent has seen nothing
+of it before the client attaches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.agent_helpers import Target, vmtop_cmd
+from vmtop.agent import mailbox as M
+from vmtop.agent.step_hooks import HOOK_ENV
+from vmtop.client import AgentClient
+from vmtop.records import ProcessRow, Snapshot
+
+pytestmark = pytest.mark.internals
+
+KINDS = ["c", "python"]
+
+
+def rows_by_name(snap: Snapshot) -> dict[str, ProcessRow]:
+    return {r.name: r for r in snap.rows}
+
+
+@pytest.fixture
+def target() -> Iterator[Target]:
+    with Target("mailbox_target.py") as t:
+        yield t
+
+
+def test_consumers_are_known_in_the_first_snapshot(target: Target) -> None:
+    with AgentClient(target.pid) as client:
+        snap = client.snapshot(sort="mailbox", limit=300, kinds=("task", "queue"))
+    rows = rows_by_name(snap)
+    # Asleep between messages, the queue an argument: found from what its frame holds.
+    assert rows["sleepy"].mailbox == 500
+    assert rows["sleepy"].waiting_on == "sleep 1s"
+    # self.inbox, before any get(): it still waits on the event that comes first.
+    assert rows["actor"].mailbox == 300
+    assert rows["actor"].waiting_on == "Event.wait"
+    # A background worker on a module-level queue (the uvicorn pattern).
+    assert rows["global-worker"].mailbox == 200
+    # It holds sleepy's queue too, but only puts into it.
+    assert rows["producer"].mailbox is None
+    # The mailbox sort ranks them first, longest first.
+    tasks = [r for r in snap.rows if r.kind == "task"]
+    assert [r.name for r in tasks[:3]] == ["sleepy", "actor", "global-worker"]
+
+
+def test_queue_with_several_consumers_keeps_its_own_row(target: Target) -> None:
+    with AgentClient(target.pid) as client:
+        snap = client.snapshot(sort="mailbox", limit=300, kinds=("task", "queue"))
+    (q,) = [r for r in snap.rows if r.kind == "queue"]
+    assert q.mailbox == 50 and q.consumers == 3 and q.putters == 0
+    assert all(f"pool-{i}" in q.name for i in range(3))
+    rows = rows_by_name(snap)
+    assert all(rows[f"pool-{i}"].mailbox is None for i in range(3))
+
+
+def test_sleeping_consumer_in_the_first_top_interval(target: Target) -> None:
+    # What a user runs: one 3 s snapshot sorted by mailbox.
+    proc = vmtop_cmd("top", str(target.pid), "--once", "--json", "-i", "3", "--sort", "mailbox")
+    assert proc.returncode == 0, proc.stderr
+    snap = json.loads(proc.stdout)
+    rows = {r["name"]: r for r in snap["rows"]}
+    assert rows["sleepy"]["mailbox"] == 500
+    tasks = [r for r in snap["rows"] if r["kind"] == "task"]
+    assert tasks[0]["name"] == "sleepy"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_consumer_is_known_from_its_first_dequeue(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(HOOK_ENV, kind)
+    with Target("mailbox_target.py") as target, AgentClient(target.pid) as client:
+        # It takes through a partial: nothing it holds names the queue.
+        before = rows_by_name(client.snapshot(filter="hidden", kinds=("task",)))["hidden"]
+        target.send("nudge")
+        target.read_until("nudged")
+        after = rows_by_name(client.snapshot(filter="hidden", kinds=("task",)))["hidden"]
+        # A second dequeue in a later interval: still its own, one consumer.
+        target.send("nudge")
+        target.read_until("nudged")
+        again = rows_by_name(client.snapshot(filter="hidden", kinds=("task",)))["hidden"]
+    assert before.mailbox is None
+    assert after.mailbox == 400
+    assert again.mailbox == 400
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_marked_call_samples_each_object_once_per_reset(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(HOOK_ENV, kind)
+    seen: list[int] = []
+
+    class Box:
+        def __init__(self, n: int) -> None:
+            self.items = list(range(n))
+
+        def take(self, n: int = 1) -> list[int]:
+            if not self.items:
+                raise IndexError("empty")
+            out, self.items = self.items[:n], self.items[n:]
+            return out
+
+    def sample(box: Any) -> None:
+        seen.append(len(box.items))
+        raise RuntimeError("a failing sample never reaches the caller")
+
+    original = Box.take
+    hook = M.marked_call(original, sample)
+    assert (type(hook).__name__ == "MarkedCall") == (kind == "c")
+    monkeypatch.setattr(Box, "take", hook)
+    a, b = Box(100), Box(50)
+    got = [a.take() for _ in range(5)] + [b.take(n=2) for _ in range(3)]
+    assert got == [[i] for i in range(5)] + [[0, 1], [2, 3], [4, 5]]
+    assert seen == [99, 48]  # the first call on each box
+    hook.reset()
+    a.take()
+    b.take()
+    a.take()
+    assert seen == [99, 48, 94, 43]
+    many = [Box(3) for _ in range(5000)]  # the table of marks grows
+    for box in many:
+        box.take()
+        box.take()
+    assert len(seen) == 4 + 5000
+    with pytest.raises(IndexError, match="empty"):
+        Box(0).take()
+    assert Box.take.__wrapped__ is original  # type: ignore[attr-defined]
+
+
+def test_takers_read_from_bytecode() -> None:
+    jobs: asyncio.Queue[int] = asyncio.Queue()
+
+    class Actor:
+        def __init__(self) -> None:
+            self.inbox: asyncio.Queue[int] = asyncio.Queue()
+
+        async def run(self, out: asyncio.Queue[int]) -> None:
+            while True:
+                msg = await self.inbox.get()
+                await out.put(msg)
+
+    async def worker(q: asyncio.Queue[int]) -> None:
+        cache: dict[int, int] = {}
+        item = q.get_nowait()
+        cache.get(item)
+        await jobs.get()
+
+    assert M.takers(Actor.run.__code__) == (("local", "self", "inbox"),)
+    assert M.takers(worker.__code__) == (
+        ("local", "q", ""),
+        ("local", "cache", ""),
+        ("local", "jobs", ""),
+    )
+
+
+def test_nothing_of_the_tracker_keeps_a_queue_or_task_alive() -> None:
+    import gc
+    import weakref
+
+    tracker = M.MailboxTracker()
+
+    async def main() -> tuple[Any, Any]:
+        q: asyncio.Queue[int] = asyncio.Queue()
+        q.put_nowait(1)
+
+        async def consumer(q: asyncio.Queue[int]) -> None:
+            await q.get()
+            await asyncio.sleep(3600)
+
+        task = asyncio.create_task(consumer(q))
+        await asyncio.sleep(0)
+        tracker.scan_tasks([task])
+        assert tracker.mailbox_of(task) == 0
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return weakref.ref(q), weakref.ref(task)
+
+    q_ref, task_ref = asyncio.run(main())
+    gc.collect()
+    assert q_ref() is None and task_ref() is None
+    tracker.forget_dead(seconds=1.0)
+    tracker.forget_dead(seconds=1.0)
+    assert tracker.queues == {} and tracker.by_consumer == {}
+
+
+def test_backlog_stays_known_across_refreshes(target: Target) -> None:
+    # Each refresh resets the dequeue marks: a consumer known once stays known.
+    with AgentClient(target.pid) as client:
+        for _ in range(3):
+            rows = rows_by_name(client.snapshot(sort="mailbox", limit=20, kinds=("task",)))
+            assert rows["sleepy"].mailbox == 500
+            time.sleep(0.2)

@@ -1,0 +1,87 @@
+"""Threads as processes (issue 12, item 2): reductions = queue items taken, never hidden behind
+idle tasks, vmtop's own frames never a current function."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.agent_helpers import Target, vmtop_cmd
+from vmtop.agent.threads import VMTOP_DIRS
+from vmtop.client import AgentClient
+from vmtop.records import ProcessRow, Snapshot
+
+pytestmark = pytest.mark.internals
+
+
+@pytest.fixture(scope="module")
+def target() -> Iterator[Target]:
+    with Target("mailbox_target.py") as t:
+        yield t
+
+
+def thread(snap: Snapshot, name: str) -> ProcessRow:
+    (row,) = [r for r in snap.rows if r.kind == "thread" and r.name == name]
+    return row
+
+
+def test_thread_reductions_are_the_items_it_took(target: Target) -> None:
+    with AgentClient(target.pid) as client:
+        first = thread(client.snapshot(kinds=("thread",), filter="taker"), "taker")
+        target.send("take 37")
+        target.read_until("taken")
+        second = thread(client.snapshot(kinds=("thread",), filter="taker"), "taker")
+        target.send("take 5")
+        target.read_until("taken")
+        third = thread(client.snapshot(kinds=("thread",), filter="taker"), "taker")
+        total = client.snapshot(kinds=("thread",), filter="taker", accumulate=True)
+    assert first.reductions == 0
+    assert second.reductions == 37
+    assert third.reductions == 5 and third.reductions_total == 42
+    assert thread(total, "taker").reductions_total == 42
+    # Found from what it holds (its inbox, and a SimpleQueue of orders it waits on).
+    assert second.mailbox is not None and third.mailbox == second.mailbox - 5
+
+
+def test_cpu_hot_thread_is_in_the_default_top_rows(target: Target) -> None:
+    target.send("spin")
+    try:
+        # `vmtop top PID --once`: 30 rows of 210 tasks and 5 threads, sorted by reductions.
+        proc = vmtop_cmd("top", str(target.pid), "--once", "--json")
+    finally:
+        target.send("rest")
+    assert proc.returncode == 0, proc.stderr
+    snap = json.loads(proc.stdout)
+    assert len(snap["rows"]) == 30 and snap["total_rows"] > 200
+    rows = {r["name"]: r for r in snap["rows"]}
+    assert "spinner" in rows, [r["name"] for r in snap["rows"]]
+    spinner = rows["spinner"]
+    assert spinner["kind"] == "thread" and spinner["time"] > 0
+    # A tie on the sort key goes to the busier row: above every task that did not step.
+    order = [r["name"] for r in snap["rows"]]
+    idle = [i for i, r in enumerate(snap["rows"]) if r["kind"] == "task" and not r["reductions"]]
+    assert idle and order.index("spinner") < min(idle)
+
+
+def test_no_vmtop_frame_is_a_current_function(target: Target) -> None:
+    with AgentClient(target.pid) as client:
+        client.snapshot(limit=1)  # attached: queue.Queue.get is wrapped from now on
+        target.send("park")
+        target.read_until("parking")
+        deadline = time.monotonic() + 10
+        row = thread(client.snapshot(kinds=("thread",), filter="parker"), "parker")
+        while row.waiting_on != "Queue.get" and time.monotonic() < deadline:
+            time.sleep(0.05)
+            row = thread(client.snapshot(kinds=("thread",), filter="parker"), "parker")
+        snap = client.snapshot(limit=300)
+        detail = client.detail(row.key)
+    # Its stack runs through vmtop's wrapper of Queue.get; the row names the program's code.
+    assert row.waiting_on == "Queue.get"
+    assert row.current is not None and row.current.function == "parker"
+    files = [frame["file"] for frame in detail["stack"]]
+    assert any(f.endswith("vmtop/agent/mailbox.py") for f in files), files
+    for r in snap.rows:
+        assert r.current is None or not r.current.file.startswith(VMTOP_DIRS), r
