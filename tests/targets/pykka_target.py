@@ -3,14 +3,14 @@
 Actors: ``SlowActor`` (its first message blocks it until "quit": every later message waits
 in its inbox), ``BusyActor`` (handles whatever the feeder tells it, counting), ``IdleActor``
 (never gets a message). Commands: "fill N" (tell the slow actor N + 1 messages: one it
-handles, N that wait), "feed" (a feeder thread tells the busy actor messages as fast as it
-takes them), "stop-feed" (stop, wait until its inbox is empty, print how many it handled
-since "feed"), "quit N". Prints JSON lines; the first is {"ready": true, "urns": {...}}.
+handles, N that wait), "feed N" (tell the busy actor N messages, as fast as it takes them,
+then print how many it handled since), "quit N". Prints JSON lines; the first is {"ready": true, "urns": {...}}.
 """
 
 import json
 import sys
 import threading
+import time
 
 import pykka
 
@@ -54,12 +54,13 @@ class IdleActor(pykka.ThreadingActor):
     pass
 
 
-def feeder(busy, stop):
-    while not stop.is_set():
-        for _ in range(10):
-            busy.tell({"n": 1})
-        while busy.actor_inbox.qsize() > 20 and not stop.is_set():
-            stop.wait(0.001)
+def feed(busy, n):
+    base = busy.ask("count")
+    for i in range(n):
+        busy.tell({"n": i})
+        while busy.actor_inbox.qsize() > 20:
+            time.sleep(0.001)
+    return busy.ask("count") - base  # answered after every message told before it
 
 
 def main():
@@ -70,9 +71,6 @@ def main():
         ready=True,
         urns={"slow": slow.actor_urn, "busy": busy.actor_urn, "idle": idle.actor_urn},
     )
-    stop = threading.Event()
-    feed_thread = None
-    base = 0
     for line in sys.stdin:
         cmd, _, arg = line.strip().partition(" ")
         if cmd == "fill":
@@ -80,17 +78,7 @@ def main():
                 slow.tell({"job": i})
             say(filled=int(arg))
         elif cmd == "feed":
-            base = busy.ask("count")
-            stop.clear()
-            feed_thread = threading.Thread(target=feeder, args=(busy, stop), name="feeder")
-            feed_thread.start()
-            say(feeding=True)
-        elif cmd == "stop-feed":
-            stop.set()
-            if feed_thread is not None:
-                feed_thread.join()
-            handled = busy.ask("count")  # answered after every message told before it
-            say(handled=handled - base)
+            say(handled=feed(busy, int(arg)))
         elif cmd == "quit":
             release.set()
             pykka.ActorRegistry.stop_all(timeout=10)

@@ -4,7 +4,8 @@ Tasks: "scripted" (on "wake" it makes exactly STEPS checkpoints, then prints
 scripted_done), "backlog-consumer" (a memory channel with BACKLOG items: it takes one, puts
 it back and sleeps, so the backlog stays), "worker-0"/"worker-1" (share one channel),
 "idle-receiver" (parked in receive() on an empty channel since the start), "hot" (CPU in
-short steps). Commands: "wake", "quit N". With ``--start`` the program calls
+short steps). Commands: "wake", "hooks" (print whether an instrument and vmtop's channel hook
+are in), "quit N". With ``--start`` the program calls
 ``vmtop.agent.start()`` itself, from inside the run (run it with plain ``python``).
 Prints one JSON object per line; the first is {"ready": true, ...}.
 """
@@ -16,6 +17,7 @@ import threading
 
 import trio
 
+ORIGINAL_RECEIVE_NOWAIT = trio.MemoryReceiveChannel.receive_nowait
 STEPS = 9  # checkpoints per "wake": the task resumes 1 (the wake) + STEPS times
 BACKLOG = 500
 
@@ -49,8 +51,10 @@ class Scripted:
 
 
 async def backlog_consumer(receive, send):
+    # Takes one item and puts it back in the same step (receive() would checkpoint in
+    # between, and a snapshot there would see one less), then sleeps.
     while True:
-        item = await receive.receive()
+        item = receive.receive_nowait()
         send.send_nowait(item)
         await trio.sleep(0.02)
 
@@ -70,11 +74,23 @@ async def hot():
         await trio.sleep(0)
 
 
+def hooks():
+    runner = trio._core._run.GLOBAL_RUN_CONTEXT.runner  # the run's own view of its instruments
+    say(
+        hooks=True,
+        instruments=len(runner.instruments.get("_all", {})),
+        step_hook="before_task_step" in runner.instruments,
+        receive_hooked=trio.MemoryReceiveChannel.receive_nowait is not ORIGINAL_RECEIVE_NOWAIT,
+    )
+
+
 def read_stdin(token, scripted, done):
     for line in sys.stdin:
         cmd, _, arg = line.strip().partition(" ")
         if cmd == "wake":
             trio.from_thread.run_sync(scripted.wake, trio_token=token)
+        elif cmd == "hooks":
+            trio.from_thread.run_sync(hooks, trio_token=token)
         elif cmd == "quit":
             done["code"] = int(arg or 0)
             trio.from_thread.run_sync(done["cancel"].cancel, trio_token=token)

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from profilers import switching
-from vmtop._version import __version__
 from vmtop import protocol as P
+from vmtop._version import __version__
 from vmtop.agent import jobs
 from vmtop.agent.collector import Collector
 from vmtop.agent.detail import NotFound, cancel, detail
