@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable, Iterator
@@ -170,6 +171,51 @@ def test_detail_shows_the_selected_task(target: subprocess.Popen[str]) -> None:
         assert not isinstance(app.screen, DetailScreen)
 
     drive(target, scenario)
+
+
+def test_detail_screen_asks_the_app_for_a_task_profile(target: subprocess.Popen[str]) -> None:
+    async def scenario(app: VmtopApp, pilot: Pilot[Any], proc: Any) -> None:
+        app.report_seconds = 0.5
+        await pilot.press("slash", *"victim", "enter")
+        await app.wait_for_snapshot(lambda s: [r.name for r in s.rows] == ["victim"])
+        await pilot.press("enter")
+        assert isinstance(app.screen, DetailScreen)
+        await pilot.press("P")  # the screen posts ProfileRequested; the app opens the report
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, ReportScreen)
+        assert (screen.kind, screen.task_name) == ("profile", "victim")
+        await pilot.press("escape")
+        assert isinstance(app.screen, DetailScreen)
+
+    drive(target, scenario)
+
+
+def test_gc_report_screen_runs_the_job_and_exports_json(
+    target: subprocess.Popen[str], tmp_path: Path
+) -> None:
+    out = tmp_path / "gc.json"
+
+    async def scenario(app: VmtopApp, pilot: Pilot[Any], proc: Any) -> None:
+        app.report_seconds = 0.3
+        app.action_report("gc")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, ReportScreen)
+        await app.wait_until(lambda: screen.done, timeout=30)
+        assert screen.error == ""
+        assert type(screen.report).__name__ == "GCReport"
+        await pilot.press("e")
+        prompt = app.screen
+        assert isinstance(prompt, ExportPrompt)
+        assert prompt.formats == ".json"
+        prompt.query_one(Input).value = str(out)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert screen.exported == f"{out} (json)"
+
+    drive(target, scenario)
+    assert json.loads(out.read_text())["wall_s"] > 0
 
 
 def test_cancel_asks_then_cancels_the_task(target: subprocess.Popen[str]) -> None:

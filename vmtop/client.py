@@ -16,8 +16,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from vmtop._version import __version__
 from vmtop import protocol as P
+from vmtop._version import __version__
 from vmtop.paths import UnsafeDirectory, check_dir, socket_path
 from vmtop.records import KINDS, Snapshot
 
@@ -231,6 +231,11 @@ class AgentClient:
 
     def cancel(self, key: str) -> dict[str, Any]:
         return dict(self.request("cancel", key=key))
+
+    def job_connection(self, timeout: float) -> AgentClient:
+        """A second connection to the same agent, for a profiling job (``vmtop.jobs_client``)
+        that runs while this one keeps asking for snapshots."""
+        return AgentClient(self.pid, timeout).connect()
 
 
 __all__ = ["AgentClient", "ClientError", "NoAgent", "TargetGone", "TracebackType"]

@@ -113,6 +113,8 @@ def frame_location(frame: dict[str, Any]) -> Location:
 class PeekSource:
     """Snapshots of ``pid`` built from py-spy and psutil; nothing runs inside the target."""
 
+    read_only_note = "peek: read-only, threads"  # the TUI's status line (ReadOnlySource)
+
     def __init__(self, pid: int, timeout: float = PYSPY_TIMEOUT) -> None:
         self.pid = pid
         self.timeout = timeout

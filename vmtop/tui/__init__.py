@@ -6,10 +6,13 @@ it is called.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from vmtop.tui.reader import Source
 
 
-def run_tui(pid: int, *, interval: float = 1.0, source: object | None = None) -> int:
+def run_tui(pid: int, *, interval: float = 1.0, source: Source | None = None) -> int:
     from vmtop.tui.app import run_tui as _run
 
     return _run(pid, interval=interval, source=source)

@@ -27,9 +27,12 @@ from vmtop.records import Snapshot
 from vmtop.tui import viewmodel as VM
 from vmtop.tui.reader import (
     FetchFailed,
+    JobSource,
     LockedSource,
+    ReadOnlySource,
     SnapshotFetched,
     SnapshotReader,
+    Source,
     TargetLost,
 )
 from vmtop.tui.widgets.banner import LostBanner
@@ -92,7 +95,7 @@ class VmtopApp(App[int]):
 
     def __init__(
         self,
-        source: Any,
+        source: Source,
         *,
         pid: int | None = None,
         interval: float = 1.0,
@@ -116,7 +119,7 @@ class VmtopApp(App[int]):
         self._warning = ""
         self._filter_timer: Timer | None = None
         self._drawn_request: VM.Request | None = None
-        self._mode = "peek: read-only, threads" if _is_peek(source) else ""
+        self._mode = source.read_only_note if isinstance(source, ReadOnlySource) else ""
 
     # -- layout ----------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -390,6 +393,12 @@ class VmtopApp(App[int]):
         where = view.cells[-1].text if view else ""
         self.ask_cancel(key, name, where)
 
+    def on_detail_screen_profile_requested(self, message: DetailScreen.ProfileRequested) -> None:
+        self.action_report("profile", message.name)
+
+    def on_detail_screen_cancel_requested(self, message: DetailScreen.CancelRequested) -> None:
+        self.ask_cancel(message.key, message.name, message.where)
+
     def ask_cancel(self, key: str, name: str, where: str = "") -> None:
         if not key.startswith("task:"):
             self.notify("only asyncio tasks can be cancelled", severity="warning")
@@ -423,15 +432,10 @@ class VmtopApp(App[int]):
     # -- on-demand reports -------------------------------------------------------------------
     def report_client(self) -> Callable[[], Any] | None:
         """How to open a second connection for a report job (None: the source has no jobs)."""
-        from vmtop.client import AgentClient
-
         source = self.source.source
-        if self.pid is None or not isinstance(source, AgentClient):
+        if self.pid is None or not isinstance(source, JobSource):
             return None
-        if not callable(getattr(AgentClient, "profile", None)):
-            return None
-        pid = self.pid
-        return lambda: AgentClient(pid, timeout=max(10.0, self.report_seconds * 3)).connect()
+        return lambda: source.job_connection(max(10.0, self.report_seconds * 3))
 
     def action_report(self, kind: str, task: str | None = None) -> None:
         if self.lost_reason is not None:
@@ -497,20 +501,12 @@ MAIN_ACTIONS = {b.action.partition("(")[0] for b in VmtopApp.BINDINGS if isinsta
 }
 
 
-def _is_peek(source: object) -> bool:
-    try:
-        from vmtop.peek import PeekSource
-    except ImportError:
-        return False
-    return isinstance(source, PeekSource)
-
-
 def _same_view(a: VM.Request, b: VM.Request) -> bool:
     """Same rows asked for (the limit may differ)."""
     return (a.sort, a.filter, a.accumulate, a.kinds) == (b.sort, b.filter, b.accumulate, b.kinds)
 
 
-def run_tui(pid: int, *, interval: float = 1.0, source: object | None = None) -> int:
+def run_tui(pid: int, *, interval: float = 1.0, source: Source | None = None) -> int:
     """Run the TUI on ``pid`` until the user quits; returns the exit code.
 
     ``source`` defaults to a new :class:`~vmtop.client.AgentClient` connection (raises

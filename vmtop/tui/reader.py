@@ -6,8 +6,11 @@ immutable :class:`~vmtop.records.Snapshot` to the app; widgets react to that mes
 the target exits or the connection drops it posts :class:`TargetLost` and stops.
 
 A *source* is anything with ``snapshot(**kwargs)``, ``detail(key)``, ``cancel(key)`` and
-``close()``: :class:`vmtop.client.AgentClient`, the read-only peek source, or recorded data.
-:class:`LockedSource` lets the reader and the detail/cancel workers share one connection.
+``close()`` (:class:`Source`): :class:`vmtop.client.AgentClient`, a fleet of them, the read-only
+peek source, or recorded data. What else a source can do it says by a protocol of its own, never
+by its class: :class:`JobSource` (its target runs profiling jobs), :class:`ReadOnlySource` (it
+only looks). :class:`LockedSource` lets the reader and the detail/cancel workers share one
+connection.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from textual.message import Message
 from textual.message_pump import MessagePump
@@ -28,13 +31,39 @@ RETRIES = 3  # consecutive failed snapshots (not a lost target) before giving up
 
 
 class Source(Protocol):
-    def snapshot(self, **kwargs: Any) -> Snapshot: ...
+    """What the TUI reads from: the keywords of ``snapshot`` are :meth:`Request.kwargs`."""
+
+    def snapshot(
+        self,
+        *,
+        sort: str = ...,
+        limit: int = ...,
+        filter: str = ...,
+        accumulate: bool = ...,
+        kinds: tuple[str, ...] = ...,
+        groups: int = ...,
+    ) -> Snapshot: ...
 
     def detail(self, key: str) -> dict[str, Any]: ...
 
     def cancel(self, key: str) -> dict[str, Any]: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class JobSource(Protocol):
+    """A source whose target runs profiling jobs (an agent). ``job_connection`` opens a second
+    connection for one job, so the table keeps refreshing while the target is measured."""
+
+    def job_connection(self, timeout: float) -> Any: ...
+
+
+@runtime_checkable
+class ReadOnlySource(Protocol):
+    """A source that only looks at the target (peek); the status line shows its note."""
+
+    read_only_note: str
 
 
 class SnapshotFetched(Message):
@@ -88,15 +117,6 @@ class LockedSource:
         with self.lock:
             self._check()
             return dict(self.source.cancel(key))
-
-    def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        """Any other method of the source (profile jobs), under the same lock."""
-        with self.lock:
-            self._check()
-            return getattr(self.source, name)(*args, **kwargs)
-
-    def has(self, name: str) -> bool:
-        return callable(getattr(self.source, name, None))
 
     def _check(self) -> None:
         if self.closed:

@@ -16,6 +16,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
@@ -159,6 +160,25 @@ def render_detail(data: dict[str, Any], history: ProcessHistory | None) -> Rende
 
 
 class DetailScreen(Screen[None]):
+    """The detail of one row. What it cannot do itself (profile the task, cancel it after a
+    confirmation) it asks the app for with a message: attributes down, messages up."""
+
+    class ProfileRequested(Message):
+        """Profile the task ``name`` (the app opens the report screen)."""
+
+        def __init__(self, name: str) -> None:
+            super().__init__()
+            self.name = name
+
+    class CancelRequested(Message):
+        """Cancel task ``key`` (the app asks first); ``where`` is what it is awaiting."""
+
+        def __init__(self, key: str, name: str, where: str) -> None:
+            super().__init__()
+            self.key = key
+            self.name = name
+            self.where = where
+
     BINDINGS = [
         Binding("escape,q", "close", "Back"),
         Binding("k,c", "cancel_task", "Cancel task"),
@@ -244,7 +264,7 @@ class DetailScreen(Screen[None]):
         if not self.key.startswith("task:"):
             self.notify("a task profile needs a task; P on the main screen profiles all")
             return
-        self.app.action_report("profile", self.process_name)  # type: ignore[attr-defined]
+        self.post_message(self.ProfileRequested(self.process_name))
 
     def action_cancel_task(self) -> None:
         where = ""
@@ -253,4 +273,4 @@ class DetailScreen(Screen[None]):
             where = (
                 f"{inner.get('function')} ({_short(str(inner.get('file')))}:{inner.get('line')})"
             )
-        self.app.ask_cancel(self.key, self.process_name, where)  # type: ignore[attr-defined]
+        self.post_message(self.CancelRequested(self.key, self.process_name, where))

@@ -21,16 +21,38 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Input, ProgressBar, Static
 
-KINDS = {
-    "profile": ("Profile", "sampled call tree", "svg"),
-    "calls": ("Calls profile", "CNT / ACC / OWN (cProfile)", "pstats"),
-    "allocations": ("Allocations", "tracemalloc: top sites by bytes and count", "svg"),
-    "gc": ("GC pressure", "collections and pauses per generation", "json"),
+from profilers import writers
+from profilers.callgraph import CallGraph
+from profilers.stacks import StackModel
+from vmtop import jobs_client
+
+#: Report kind -> (title, what it shows, default export suffix, the jobs_client function).
+REPORTS: dict[str, tuple[str, str, str, Callable[..., Any]]] = {
+    "profile": ("Profile", "sampled call tree", "svg", jobs_client.profile),
+    "calls": ("Calls profile", "CNT / ACC / OWN (cProfile)", "pstats", jobs_client.calls),
+    "allocations": (
+        "Allocations",
+        "tracemalloc: top sites by bytes and count",
+        "svg",
+        jobs_client.allocations,
+    ),
+    "gc": ("GC pressure", "collections and pauses per generation", "json", jobs_client.gc),
 }
 
 
+def export_formats(kind: str) -> str:
+    """The suffixes the export prompt offers for ``kind``: the registry's formats the report
+    can give (``.json`` is the report itself)."""
+    suffixes: list[str] = []
+    if kind == "calls":
+        suffixes += writers.suffix_list(CallGraph)
+    if kind != "gc":
+        suffixes += writers.suffix_list(StackModel)
+    return " ".join([*suffixes, ".json"])
+
+
 def default_path(kind: str, pid: int | None, task: str | None) -> str:
-    suffix = KINDS[kind][2]
+    suffix = REPORTS[kind][2]
     scope = f"-{task}" if task else ""
     name = f"vmtop-{pid or 'target'}-{kind}{scope}.{suffix}"
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
@@ -100,7 +122,7 @@ class ReportScreen(Screen[None]):
         self.exported = ""
 
     def compose(self) -> ComposeResult:
-        title, what, _ = KINDS[self.kind]
+        title, what, _, _ = REPORTS[self.kind]
         scope = f"task {self.task_name!r}" if self.task_name else "whole process"
         yield Static(
             Text.assemble((f" {title} ", "bold reverse"), f"  {what} · {scope}"),
@@ -120,11 +142,11 @@ class ReportScreen(Screen[None]):
     def run_job(self) -> None:
         try:
             self._client = client = self.open_client()
-            method = getattr(client, self.kind)
+            run = REPORTS[self.kind][3]
             opts: dict[str, Any] = {"progress": self._progress_from_thread}
             if self.kind == "profile" and self.task_name:
                 opts["task"] = self.task_name
-            report = method(self.seconds, **opts)
+            report = run(client, self.seconds, **opts)
         except Exception as exc:  # the job client's errors are user-facing messages
             if self.is_attached:
                 self.app.call_from_thread(self._failed, str(exc) or type(exc).__name__)
@@ -172,12 +194,7 @@ class ReportScreen(Screen[None]):
             self.notify("nothing to export yet", severity="warning")
             return
         default = default_path(self.kind, self.pid, self.task_name)
-        formats = {
-            "profile": ".svg .speedscope.json .folded .html .json",
-            "calls": ".pstats .callgrind .svg .speedscope.json .folded .html",
-            "allocations": ".svg .speedscope.json .folded .html .json",
-            "gc": ".json",
-        }[self.kind]
+        formats = export_formats(self.kind)
 
         def chosen(path: str | None) -> None:
             if not path:
