@@ -11,11 +11,15 @@ return": exact per-site bytes come from the allocation report.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import queue
 import sys
 import types
 from collections.abc import Iterable
 from typing import Any
+
+from vmtop.agent.objects import attribute_values
 
 DEPTH = 3
 BUDGET = 20_000
@@ -39,6 +43,7 @@ _SKIP = (
     types.FrameType,
 )
 _ATOMS = (int, float, complex, bool, str, bytes, bytearray, type(None))
+_QUEUES = (asyncio.Queue, queue.Queue)
 
 
 def estimate(roots: Iterable[Any], frames: Iterable[types.FrameType]) -> int:
@@ -79,17 +84,13 @@ def _children(obj: Any) -> tuple[list[Any], float]:
         container = obj.values()
     elif isinstance(obj, list | tuple | set | frozenset):
         container = obj
-    elif hasattr(obj, "_queue") and hasattr(obj, "qsize"):  # asyncio.Queue / queue.Queue
-        container = obj._queue
-    elif hasattr(obj, "__dict__"):
-        try:
-            container = vars(obj).values()
-        except TypeError:
-            return [], 1.0
-    elif hasattr(obj, "__slots__"):
-        container = [getattr(obj, s, None) for s in getattr(obj, "__slots__", ())]
+    elif isinstance(obj, _QUEUES):
+        container = getattr(obj, "_queue", ())
     else:
-        return [], 1.0
+        try:
+            container = attribute_values(obj)
+        except Exception:
+            return [], 1.0
     try:
         n = len(container)
         items = list(itertools.islice(container, SAMPLE))
