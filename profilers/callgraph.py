@@ -177,3 +177,65 @@ def approximate_stacks(
                 if child_share * callee.acc >= min_weight:
                     todo.append(((*path, callee_key), child_share))
     return model
+
+
+def splice_out(
+    stats: PstatsDict, hidden: Collection[PstatsKey], wrappers: Collection[PstatsKey] = ()
+) -> PstatsDict:
+    """Leave the ``hidden`` functions out of a pstats dict, splicing out the ``wrappers``.
+
+    A wrapper (one of the hidden functions that calls the program's own code: a hook around a
+    task step, say) is spliced out: its callees keep the wrapper's callers (its main caller
+    that is not hidden). Functions only hidden code called are left out with it, so what stays
+    is the program as it would have been profiled without the wrappers.
+    """
+    hidden = set(hidden)
+    wrappers = set(wrappers) & hidden
+
+    def outer_callers(key: PstatsKey, seen: set[PstatsKey]) -> list[Any]:
+        # The callers of a wrapper that are not wrappers themselves, most calls first.
+        out = []
+        for caller, values in stats[key][4].items():
+            if caller in wrappers and caller not in seen:
+                seen.add(caller)
+                out.extend(outer_callers(caller, seen))
+            elif caller not in hidden:
+                out.append((values[0], caller))
+        return sorted(out, key=lambda item: -item[0])
+
+    removed = hidden - wrappers
+    changed = True
+    while changed:
+        changed = False
+        for key, (*_, callers) in stats.items():
+            if (
+                key not in hidden
+                and key not in removed
+                and callers
+                and all(c in removed for c in callers)
+            ):
+                removed.add(key)
+                changed = True
+    out: PstatsDict = {}
+    for key, (cc, nc, tt, ct, callers) in stats.items():
+        if key in hidden or key in removed:
+            continue
+        kept: dict[PstatsKey, tuple[Any, ...]] = {}
+        for caller, values in callers.items():
+            if caller in wrappers:
+                outer = outer_callers(caller, {caller})
+                if outer:  # the wrapper's main caller now calls this function directly
+                    _add_edge(kept, outer[0][1], values)
+            elif caller not in hidden and caller not in removed:
+                _add_edge(kept, caller, values)
+        out[key] = (cc, nc, tt, ct, kept)
+    return out
+
+
+def _add_edge(
+    edges: dict[PstatsKey, tuple[Any, ...]], caller: PstatsKey, values: tuple[Any, ...]
+) -> None:
+    previous = edges.get(caller)
+    edges[caller] = (
+        values if previous is None else tuple(a + b for a, b in zip(previous, values, strict=True))
+    )

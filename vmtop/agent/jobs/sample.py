@@ -1,0 +1,59 @@
+"""``sample`` jobs: every thread's stacks, tagged with the task that ran, N times a second.
+
+The sampler (:class:`profilers.thread_sampler.ThreadSampler`) runs on the job's own thread,
+which it skips; the client turns the sample set into a profile (``vmtop.jobs_client.profile``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from vmtop import protocol as P
+from vmtop.agent.jobs.base import AGENT_CODE_DIR, Job, JobKind, Result
+
+if TYPE_CHECKING:
+    from vmtop.agent.collector import Collector
+
+
+def prepare(job: Job, collector: Collector) -> None:
+    from profilers.thread_sampler import MAX_RATE, ThreadSampler
+
+    rate = job.opts.get("rate", 100.0)
+    if not isinstance(rate, int | float) or isinstance(rate, bool) or not 0 < rate <= MAX_RATE:
+        raise P.ProtocolError("bad_request", f"'rate' must be in (0, {MAX_RATE:g}] samples/s")
+    switch = job.opts.get("switch_interval", "default")
+    kwargs: dict[str, Any] = {}
+    if switch != "default":
+        if switch is not None and (not isinstance(switch, int | float) or not 0 < switch <= 1):
+            raise P.ProtocolError("bad_request", "'switch_interval' must be in (0, 1] s or null")
+        kwargs["switch_interval"] = switch
+    # The agent's hooks that wrap the program's calls are left out of its stacks.
+    sampler = ThreadSampler(float(rate), hide_prefixes=(AGENT_CODE_DIR,), **kwargs)
+    job.opts["_sampler"] = sampler
+    job.on_cancel.append(sampler.stop)
+
+    def detail() -> dict[str, Any]:
+        result = sampler.result
+        elapsed = sampler.elapsed
+        return {"ticks": result.ticks, "rate": result.ticks / elapsed if elapsed else 0.0}
+
+    job.detail = detail
+
+
+def run(job: Job, collector: Collector) -> Result:
+    sampler = job.opts.pop("_sampler")
+    job.measuring()
+    result = sampler.run(job.duration)  # on this (job) thread, which the sampler skips
+    meta = {
+        "rate": result.rate,
+        "achieved_rate": result.achieved_rate,
+        "ticks": result.ticks,
+        "duration": result.duration,
+        "samples": result.samples,
+        "switch_interval": result.switch_interval,
+        "sampler_cpu": result.cpu_time,
+    }
+    return meta, result.to_dict()
+
+
+KIND = JobKind("sample", frozenset(("rate", "switch_interval")), prepare, run)
