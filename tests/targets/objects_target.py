@@ -66,7 +66,7 @@ async def main() -> None:
                 materialized=sorted(k for k, v in watched.items() if has_dict(v)),
                 getattr=sorted(set(GETATTR_CALLS)),
             )
-        elif line == "quit":
+        elif line.startswith("quit"):
             break
     stop.set()
     await asyncio.gather(*tasks)

@@ -22,9 +22,9 @@ from typing import Any
 from profilers import switching
 from vmtop import protocol as P
 from vmtop._version import __version__
-from vmtop.agent import jobs
 from vmtop.agent.collector import Collector
 from vmtop.agent.detail import NotFound, cancel, detail
+from vmtop.agent.jobs import JOB_OPS, JobManager
 from vmtop.agent.loops import LoopTimeout
 from vmtop.agent.snapshot import Session, SnapshotRequest, take_snapshot
 from vmtop.paths import ensure_dir, socket_path
@@ -60,6 +60,7 @@ class AgentThread(threading.Thread):
 class Server:
     def __init__(self, collector: Collector, path: Path | None = None) -> None:
         self.collector = collector
+        self.jobs = JobManager(collector)  # this agent's profiling jobs
         self.pid = os.getpid()
         self.path = path or socket_path(self.pid)
         self.sock: socket.socket | None = None
@@ -232,7 +233,8 @@ class Server:
         except (OSError, ValueError):
             return  # client vanished or stopped reading: drop it, never block the target
         finally:
-            jobs.client_left(self.collector, session)
+            with contextlib.suppress(Exception):
+                self.jobs.client_left(id(session))  # its jobs would be orphans
             if session is not None:
                 sinks = self.collector.steps.sinks
                 sinks[:] = [s for s in sinks if s is not session.pending]
@@ -288,8 +290,8 @@ class Server:
                     return P.error(req_id, "bad_request", str(exc)), False
                 snap = take_snapshot(self.collector, session, sreq)
                 return P.ok(req_id, snap.to_dict()), False
-            if op in jobs.JOB_OPS:
-                return P.ok(req_id, jobs.handle(self.collector, op, args, session)), False
+            if op in JOB_OPS:
+                return P.ok(req_id, self.jobs.handle(op, args, id(session))), False
             if op in ("detail", "cancel"):
                 key = args.get("key")
                 if not isinstance(key, str) or len(key) > 64:
