@@ -15,6 +15,10 @@ setup(
             depends=["vmtop/agent/_registry.h"],
             optional=True,
         ),
+        # Blocking waits that take the GIL back ahead of a busy main thread, for the agent's
+        # listener and client threads (docs/attach.md, "Hello latency"). Without it they wait
+        # the ordinary way.
+        Extension("profilers._priority", sources=["profilers/_priority.c"], optional=True),
         # The ptrace injector (x86-64 Linux) and the library it loads into a target
         # (vmtop/attach/; docs/attach.md). Without them attach falls back to gdb or lldb.
         Extension("vmtop.attach._ptrace", sources=["vmtop/attach/_ptrace.c"], optional=True),

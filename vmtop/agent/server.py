@@ -19,7 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from profilers import switching
+from profilers import priority, switching
 from vmtop import protocol as P
 from vmtop._version import __version__
 from vmtop.agent.collector import Collector
@@ -34,6 +34,9 @@ log = logging.getLogger("vmtop.agent")
 MAX_CLIENTS = 16
 SEND_TIMEOUT = 5.0
 ACCEPT_POLL = 0.25
+# The listener's wait for a client: stop() wakes it by connecting, so this only bounds how
+# long a lost wake-up goes unnoticed (and how often an idle agent takes the GIL).
+LISTEN_WAIT = 5.0
 FLUSH_BYTES = 256 * 1024  # replies batched per received chunk before a send
 BATCH_BELOW = 4096  # only replies smaller than this wait for others
 # GIL switch interval while a request is served (the program's own, 5 ms by default, comes
@@ -149,23 +152,33 @@ class Server:
             sock = self.sock
             if sock is None:
                 return
+            # The wait takes the GIL back ahead of a busy main thread (priority.py); the
+            # accept and the client thread's start then run with the main thread making way.
             try:
-                conn, _ = sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
+                if not priority.wait_readable(sock.fileno(), LISTEN_WAIT):
+                    continue
+            except (OSError, ValueError):  # closed under us by stop()
                 if self._stop.is_set():
                     return
                 continue
-            if self._stop.is_set():  # the wake-up from stop()
-                conn.close()
-                return
-            try:
-                self._admit(conn)
-            except Exception:
-                log.debug("vmtop agent: error admitting a client", exc_info=True)
-                with contextlib.suppress(OSError):
+            with priority.urgent():
+                try:
+                    conn, _ = sock.accept()
+                except TimeoutError:
+                    continue
+                except OSError:
+                    if self._stop.is_set():
+                        return
+                    continue
+                if self._stop.is_set():  # the wake-up from stop()
                     conn.close()
+                    return
+                try:
+                    self._admit(conn)
+                except Exception:
+                    log.debug("vmtop agent: error admitting a client", exc_info=True)
+                    with contextlib.suppress(OSError):
+                        conn.close()
 
     def _admit(self, conn: socket.socket) -> None:
         pid, uid, _ = peer_credentials(conn)
@@ -192,12 +205,23 @@ class Server:
         attached = False
         session: Session | None = None
         buf = b""
+        handshake: priority.Urgent | None = None
         try:
             while not self._stop.is_set():
+                # Waits for a request and takes the GIL back ahead of a busy main thread.
+                if not priority.wait_readable(conn.fileno(), SEND_TIMEOUT):
+                    continue
+                # The main thread makes way while recv gives the GIL up and, until the hello
+                # is answered, while the hooks' set-up and the reply's send do (priority.py).
+                handshake = priority.Urgent()
                 try:
                     chunk = conn.recv(65536)
                 except TimeoutError:
+                    handshake.end()
                     continue
+                if attached:
+                    handshake.end()
+                    handshake = None
                 if not chunk:
                     return
                 buf += chunk
@@ -226,13 +250,22 @@ class Server:
                         if close:
                             out.flush()
                             return
+                        if handshake is not None and attached:
+                            out.flush()  # the hello's reply, before any request that
+                            handshake.end()  # may wait for the loop (call_in_loop)
+                            handshake = None
                     out.flush()  # replies to one chunk go out in few sends, not one per request
+                if handshake is not None:
+                    handshake.end()  # a hello not complete in this chunk: the next waits again
+                    handshake = None
                 if len(buf) > P.MAX_REQUEST_BYTES:
                     self._send(conn, P.error(None, "bad_request", "request line too long"))
                     return
         except (OSError, ValueError):
             return  # client vanished or stopped reading: drop it, never block the target
         finally:
+            if handshake is not None:
+                handshake.end()
             with contextlib.suppress(Exception):
                 self.jobs.client_left(id(session))  # its jobs would be orphans
             if session is not None:

@@ -16,7 +16,7 @@ whose client disconnects is cancelled. A finished result is kept until the next 
 kind or ``RESULT_TTL`` seconds, whichever comes first: memory stays bounded.
 
 The package: :mod:`~vmtop.agent.jobs.manager` (:class:`JobManager`, one per agent, owned by its
-server), :mod:`~vmtop.agent.jobs.base` (:class:`Job`, the :class:`JobKind` each kind module
+server: ``Server.jobs``), :mod:`~vmtop.agent.jobs.base` (:class:`Job`, the :class:`JobKind` each kind module
 declares, what is the agent's own code) and one module per kind: ``sample``, ``calls``,
 ``allocations``, ``gc_pressure``. A new kind is a module with a ``KIND`` and a line in
 ``manager.JOB_KINDS``.
@@ -24,53 +24,9 @@ declares, what is the agent's own code) and one module per kind: ``sample``, ``c
 
 from __future__ import annotations
 
-import contextlib
-import threading
-import weakref
-from typing import TYPE_CHECKING, Any
-
 from vmtop.agent.jobs.base import AGENT_PREFIXES, Job, JobKind, agent_file
 from vmtop.agent.jobs.manager import JOB_KINDS, JobManager
 
-if TYPE_CHECKING:
-    from vmtop.agent.collector import Collector
-
 JOB_OPS = ("job_start", "job_status", "job_cancel", "job_result")
 
-# -- one JobManager per collector, for a server that does not hold its own --------------------------
-_managers: weakref.WeakKeyDictionary[Any, JobManager] = weakref.WeakKeyDictionary()
-_managers_lock = threading.Lock()
-
-
-def manager(collector: Collector) -> JobManager:
-    with _managers_lock:
-        jobs = _managers.get(collector)
-        if jobs is None:
-            jobs = _managers[collector] = JobManager(collector)
-        return jobs
-
-
-def handle(collector: Collector, op: str, args: dict[str, Any], session: Any) -> dict[str, Any]:
-    """Serve one job op for the client whose per-connection object is ``session``."""
-    return manager(collector).handle(op, args, id(session))
-
-
-def client_left(collector: Collector, session: Any) -> None:
-    with contextlib.suppress(Exception):
-        jobs = _managers.get(collector)
-        if jobs is not None:
-            jobs.client_left(id(session))
-
-
-__all__ = [
-    "AGENT_PREFIXES",
-    "JOB_KINDS",
-    "JOB_OPS",
-    "Job",
-    "JobKind",
-    "JobManager",
-    "agent_file",
-    "client_left",
-    "handle",
-    "manager",
-]
+__all__ = ["AGENT_PREFIXES", "JOB_KINDS", "JOB_OPS", "Job", "JobKind", "JobManager", "agent_file"]

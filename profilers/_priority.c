@@ -1,0 +1,242 @@
+/* Blocking waits for the agent's threads that get the GIL back promptly.
+ *
+ * Why: CPython's take_gil asks the running thread to let the GIL go only when a waiter's
+ * switch interval (5 ms) passed *without the GIL changing hands*. An event loop whose steps
+ * last 1-2 ms releases and retakes it at every select(0), which restarts that clock, so a
+ * thread that returns from a blocking call waits seconds for the GIL (3-20 s measured on
+ * 3.11-3.13: docs/attach.md, "Hello latency").
+ *
+ * What: ``wait(fd, events, timeout)`` releases the GIL for the wait, as the socket module
+ * does, but to take it back it first queues a
+ * pending call (``Py_AddPendingCall``: allowed without the GIL). The main thread runs it at
+ * its next eval-breaker check (where Python signal handlers run) and there gives the GIL up
+ * until every such waiter has it (at most YIELD_NS at a time, queued again while one still
+ * waits). So the agent gets the GIL within one bytecode check of the main thread instead of
+ * whenever the loop happens to lose a race for it; the program pays one GIL round trip per
+ * wake-up of the agent, which is what a switch-interval drop costs it anyway.
+ *
+ * Only the main thread runs pending calls (3.11-3.13): when the thread that keeps the GIL is
+ * another one and the main thread is blocked, this is an ordinary wait. ``begin()``/``end()``
+ * bracket a short section (an accept and a thread start) in which the main thread makes way
+ * at each of its eval-breaker checks, so that the GIL releases inside it cost nothing.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
+
+#define YIELD_NS 5000000L /* the main thread's longest single yield: 5 ms */
+
+static atomic_int wanting;   /* threads between their wait's end and holding the GIL */
+static atomic_int queued;    /* a yield pending call is queued and has not run yet */
+static atomic_long yields;   /* yields the main thread made (for tests and benchmarks) */
+static atomic_long priority; /* waits that ended with a prioritised take of the GIL */
+static pthread_mutex_t arrived_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t arrived_cond;
+
+static long long
+now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static int yield_to_waiters(void *arg);
+
+static void
+queue_yield(void)
+{
+    if (atomic_exchange(&queued, 1) == 0 && Py_AddPendingCall(yield_to_waiters, NULL) != 0) {
+        atomic_store(&queued, 0); /* the queue is full: an ordinary take, no harm done */
+    }
+}
+
+/* Runs on the main thread, GIL held, at an eval-breaker check. */
+static int
+yield_to_waiters(void *arg)
+{
+    (void)arg;
+    atomic_store(&queued, 0);
+    if (atomic_load(&wanting) == 0) {
+        return 0; /* the waiter got the GIL already */
+    }
+    atomic_fetch_add(&yields, 1);
+    PyThreadState *ts = PyEval_SaveThread();
+    long long end = now_ns() + YIELD_NS;
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_nsec += YIELD_NS;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec += 1;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&arrived_lock);
+    while (atomic_load(&wanting) > 0 && now_ns() < end) {
+        if (pthread_cond_timedwait(&arrived_cond, &arrived_lock, &until) == ETIMEDOUT) {
+            break;
+        }
+    }
+    pthread_mutex_unlock(&arrived_lock);
+    PyEval_RestoreThread(ts);
+    if (atomic_load(&wanting) > 0) {
+        queue_yield(); /* another thread took it first (or the waiter was not scheduled) */
+    }
+    return 0;
+}
+
+static void
+want(void)
+{
+    atomic_fetch_add(&wanting, 1);
+    queue_yield();
+}
+
+static void
+arrived(void)
+{
+    if (atomic_fetch_sub(&wanting, 1) <= 0) {
+        atomic_fetch_add(&wanting, 1); /* an end() without a begin(): ignore it */
+    }
+    pthread_mutex_lock(&arrived_lock);
+    pthread_cond_broadcast(&arrived_cond);
+    pthread_mutex_unlock(&arrived_lock);
+}
+
+/* Take the GIL back after a wait: ask the main thread to make way. */
+static void
+take_back_first(PyThreadState *ts)
+{
+    want();
+    PyEval_RestoreThread(ts);
+    arrived();
+    atomic_fetch_add(&priority, 1);
+}
+
+static PyObject *
+priority_begin(PyObject *self, PyObject *unused)
+{
+    want();
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+priority_end(PyObject *self, PyObject *unused)
+{
+    arrived();
+    Py_RETURN_NONE;
+}
+
+static int
+timeout_ms(PyObject *obj, long long *deadline)
+{
+    if (obj == Py_None) {
+        *deadline = -1;
+        return 0;
+    }
+    double seconds = PyFloat_AsDouble(obj);
+    if (seconds == -1.0 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (seconds < 0) {
+        seconds = 0;
+    }
+    *deadline = now_ns() + (long long)(seconds * 1e9);
+    return 0;
+}
+
+PyDoc_STRVAR(wait_doc,
+"wait(fd, events, timeout) -> revents\n\n"
+"poll() one descriptor without the GIL; 0 when ``timeout`` (seconds, None = forever)\n"
+"passed. Either way the GIL is taken back ahead of a busy main thread.");
+
+static PyObject *
+priority_wait(PyObject *self, PyObject *args)
+{
+    int fd, events;
+    PyObject *timeout;
+    long long deadline;
+    if (!PyArg_ParseTuple(args, "iiO:wait", &fd, &events, &timeout)) {
+        return NULL;
+    }
+    if (timeout_ms(timeout, &deadline) < 0) {
+        return NULL;
+    }
+    struct pollfd p = {.fd = fd, .events = (short)events, .revents = 0};
+    int rc, err;
+    PyThreadState *ts = PyEval_SaveThread();
+    for (;;) {
+        int ms = -1;
+        if (deadline >= 0) {
+            long long left = deadline - now_ns();
+            ms = left <= 0 ? 0 : (int)((left + 999999) / 1000000);
+        }
+        rc = poll(&p, 1, ms);
+        err = errno;
+        if (rc >= 0 || err != EINTR) {
+            break;
+        }
+        /* A signal: agent threads never run Python handlers, so wait on. */
+    }
+    /* Also after a timeout: a thread stuck in take_gil would miss the next event. */
+    take_back_first(ts);
+    if (rc < 0) {
+        errno = err;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    return PyLong_FromLong(rc > 0 ? p.revents : 0);
+}
+
+static PyObject *
+priority_stats(PyObject *self, PyObject *unused)
+{
+    return Py_BuildValue("{s:l,s:l}", "yields", atomic_load(&yields), "priority",
+                         atomic_load(&priority));
+}
+
+static void
+after_fork_child(void)
+{
+    /* Only the forking thread lives on: nobody waits, nothing is queued in the child. */
+    atomic_store(&wanting, 0);
+    atomic_store(&queued, 0);
+    pthread_mutex_init(&arrived_lock, NULL);
+}
+
+static PyMethodDef methods[] = {
+    {"wait", priority_wait, METH_VARARGS, wait_doc},
+    {"begin", priority_begin, METH_NOARGS,
+     "begin(): until end(), the main thread gives the GIL up at each eval-breaker check.\n"
+     "For short sections that would otherwise lose the GIL to it at each release\n"
+     "(a thread start); never around a wait for the main thread itself."},
+    {"end", priority_end, METH_NOARGS, "end(): the end of a begin() section."},
+    {"stats", priority_stats, METH_NOARGS,
+     "stats() -> {'yields': main-thread yields, 'priority': prioritised takes}"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_priority",
+    "Blocking waits that take the GIL back ahead of a busy main thread (see _priority.c).", -1,
+    methods,
+};
+
+PyMODINIT_FUNC
+PyInit__priority(void)
+{
+    static int initialised;
+    if (!initialised) {
+        pthread_condattr_t attr;
+        pthread_condattr_init(&attr);
+        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+        pthread_cond_init(&arrived_cond, &attr);
+        pthread_condattr_destroy(&attr);
+        pthread_atfork(NULL, NULL, after_fork_child);
+        initialised = 1;
+    }
+    return PyModule_Create(&module);
+}
