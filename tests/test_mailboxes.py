@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -202,3 +204,31 @@ def test_backlog_stays_known_across_refreshes(target: Target) -> None:
             rows = rows_by_name(client.snapshot(sort="mailbox", limit=20, kinds=("task",)))
             assert rows["sleepy"].mailbox == 500
             time.sleep(0.2)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_uvicorn_worker_on_a_module_level_queue_shows_its_backlog(loop: str) -> None:
+    pytest.importorskip("uvicorn")
+    if loop == "uvloop":
+        pytest.importorskip("uvloop")
+    with Target("uvicorn_worker_app.py", loop) as target:
+        port = int(target.ready["port"])
+        # Jobs queued before the attach: the worker is never suspended in get() again.
+        queued = post(port, "/jobs/300")["queued"]
+        with AgentClient(target.pid) as client:
+            snap = client.snapshot(sort="mailbox", limit=10, kinds=("task",))
+    assert queued == 300
+    assert snap.rows[0].name == "jobs-worker" and snap.rows[0].mailbox == 300
+
+
+def post(port: int, path: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method="POST")
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return dict(json.loads(r.read()))
+        except urllib.error.URLError:
+            assert time.monotonic() < deadline, f"nothing answers on {port}"
+            time.sleep(0.05)

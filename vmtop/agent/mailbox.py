@@ -38,7 +38,9 @@ from vmtop.agent.step_hooks import use_c_hooks
 _AQ_GET = asyncio.Queue.get.__code__
 _TQ_GET = stdqueue.Queue.get.__code__
 _CHAIN_DEPTH = 6  # how far down an await chain we look for Queue.get
-_HELD_DEPTH = 16  # frames of a chain or a thread's stack whose holdings are looked at
+_HELD_DEPTH = 16  # frames of an await chain whose holdings are looked at
+_STACK_DEPTH = 64  # ... of a thread's stack (threads are few; their code sits deeper)
+FRESH_MAX = 4096  # queues found since the last mailbox sort, read at the next one
 _installed: list[MailboxTracker] = []  # the tracker whose hooks are in (one at a time)
 ASYNC_QUEUES: tuple[type, ...] = (asyncio.Queue,)
 THREAD_QUEUES: tuple[type, ...] = tuple(
@@ -260,7 +262,8 @@ class MailboxTracker:
                 return
             self._seq += 1
             info = self.queues[id(q)] = QueueInfo(ref, self._seq)
-            self._fresh.append((id(q), info))
+            if len(self._fresh) < FRESH_MAX:  # beyond, the round robin's next copy has it
+                self._fresh.append((id(q), info))
         if id(consumer) not in info.consumers:
             info.consumers[id(consumer)] = weakref.ref(consumer)
             self.by_consumer.setdefault(id(consumer), set()).add(id(q))
@@ -470,7 +473,7 @@ def _chain_frames(coro: Any) -> list[FrameType]:
 
 def _stack(frame: FrameType | None) -> list[FrameType]:
     out: list[FrameType] = []
-    while frame is not None and len(out) < _HELD_DEPTH:
+    while frame is not None and len(out) < _STACK_DEPTH:
         out.append(frame)
         frame = frame.f_back
     return out
