@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -170,102 +171,105 @@ class PeekSource:
         memory: bool = True,
         groups: int = 20,
     ) -> Snapshot:
-        import psutil
-
         if sort not in SORT_KEYS:
             raise ClientError(f"sort must be one of {', '.join(SORT_KEYS)}")
         if self._process is None:
             self.connect()
-        proc = self._process
         began = time.monotonic()
         threads = dump(self.pid, self.timeout)
         cost = time.monotonic() - began
-        try:
-            with proc.oneshot():
-                cpu_percent = proc.cpu_percent(None)
-                rss = proc.memory_info().rss
-                fds = proc.num_fds()
-                cpu_times = {t.id: t.user_time + t.system_time for t in proc.threads()}
-                argv = tuple(proc.cmdline())
-                uptime = max(0.0, time.time() - proc.create_time())
-        except psutil.NoSuchProcess:
-            raise TargetGone(f"target pid {self.pid} exited") from None
-        except psutil.AccessDenied:
-            raise ClientError(f"cannot read pid {self.pid}: permission denied") from None
+        figures = self._process_figures()
         now = time.monotonic()
         interval = now - self._prev_at
         self._prev_at = now
 
-        rows: list[ProcessRow] = []
         self._stacks = {}
-        text = filter.lower()
-        for t in threads:
-            tid = t.get("os_thread_id")
-            tid = int(tid) if isinstance(tid, int) else None
-            ident = tid if tid is not None else int(t.get("thread_id") or 0)
-            name = str(t.get("thread_name") or f"thread {ident}")
-            frames = [f for f in t.get("frames") or [] if isinstance(f, dict)]
-            key = f"thread:{ident}"
-            self._stacks[key] = {"name": name, "thread": t, "frames": frames}
-            if "thread" not in kinds or (text and text not in name.lower()):
-                continue
-            total = cpu_times.get(tid) if tid is not None else None
-            prev = self._prev_cpu.get(tid) if tid is not None else None
-            delta = None if total is None else total - (prev if prev is not None else 0.0)
-            state = kernel_state(self.pid, tid)
-            notes = ["time = thread CPU seconds (psutil)", "stack from py-spy"]
-            if t.get("owns_gil"):
-                notes.append("holds the GIL")
-            rows.append(
-                ProcessRow(
-                    key=key,
-                    kind="thread",
-                    id=str(ident),
-                    name=name,
-                    state=state,
-                    time=delta,
-                    time_total=total,
-                    current=frame_location(frames[0]) if frames else None,
-                    waiting_on="" if t.get("active") else "idle",
-                    notes=tuple(notes),
-                )
-            )
-        self._prev_cpu = cpu_times
-        total_rows = len(rows)
-        # Only thread CPU time is measured here: every sort key falls back to it.
-        rows.sort(
-            key=lambda r: (
-                (r.time_total if accumulate else r.time) is None,
-                -((r.time_total if accumulate else r.time) or 0.0),
-            )
-        )
-        rows = rows[:limit]
-        version = _python_version(self.pid)
-        node = NodeInfo(
-            pid=self.pid,
-            argv=argv,
-            python=version,
-            implementation="CPython",
-            uptime=uptime,
-            cpu_percent=cpu_percent,
-            rss=rss,
-            threads=len(threads),
-            tasks=0,
-        )
-        notes = [PEEK_NOTE, f"open file descriptors: {fds}"]
+        rows = [
+            row
+            for t in threads
+            if (row := self._thread_row(t, figures.cpu_times, kinds, filter.lower())) is not None
+        ]
+        self._prev_cpu = figures.cpu_times
+        notes = [PEEK_NOTE, f"open file descriptors: {figures.fds}"]
         if sort != "time":
             notes.append(f"sorted by thread CPU time ({sort} is not measured in peek mode)")
         return Snapshot(
-            node=node,
-            rows=tuple(rows),
+            node=self._node(figures, len(threads)),
+            rows=tuple(_by_cpu_time(rows, accumulate)[:limit]),
             sort=sort,
             accumulate=accumulate,
             interval=interval,
-            total_rows=total_rows,
+            total_rows=len(rows),
             taken_at=time.time(),
             cost=cost,
             loop_time=0.0,
             notes=tuple(notes),
+        )
+
+    def _process_figures(self) -> _Figures:
+        """What psutil says of the whole process (one ``oneshot`` read)."""
+        import psutil
+
+        proc = self._process
+        try:
+            with proc.oneshot():
+                return _Figures(
+                    cpu_percent=proc.cpu_percent(None),
+                    rss=proc.memory_info().rss,
+                    fds=proc.num_fds(),
+                    cpu_times={t.id: t.user_time + t.system_time for t in proc.threads()},
+                    argv=tuple(proc.cmdline()),
+                    uptime=max(0.0, time.time() - proc.create_time()),
+                )
+        except psutil.NoSuchProcess:
+            raise TargetGone(f"target pid {self.pid} exited") from None
+        except psutil.AccessDenied:
+            raise ClientError(f"cannot read pid {self.pid}: permission denied") from None
+
+    def _thread_row(
+        self, thread: dict[str, Any], cpu_times: dict[int, float], kinds: tuple[str, ...], text: str
+    ) -> ProcessRow | None:
+        """The row of one thread py-spy dumped (None: filtered out); its stack is kept for
+        :meth:`detail` either way."""
+        tid = thread.get("os_thread_id")
+        tid = int(tid) if isinstance(tid, int) else None
+        ident = tid if tid is not None else int(thread.get("thread_id") or 0)
+        name = str(thread.get("thread_name") or f"thread {ident}")
+        frames = [f for f in thread.get("frames") or [] if isinstance(f, dict)]
+        key = f"thread:{ident}"
+        self._stacks[key] = {"name": name, "thread": thread, "frames": frames}
+        if "thread" not in kinds or (text and text not in name.lower()):
+            return None
+        total = cpu_times.get(tid) if tid is not None else None
+        prev = self._prev_cpu.get(tid) if tid is not None else None
+        delta = None if total is None else total - (prev if prev is not None else 0.0)
+        notes = ["time = thread CPU seconds (psutil)", "stack from py-spy"]
+        if thread.get("owns_gil"):
+            notes.append("holds the GIL")
+        return ProcessRow(
+            key=key,
+            kind="thread",
+            id=str(ident),
+            name=name,
+            state=kernel_state(self.pid, tid),
+            time=delta,
+            time_total=total,
+            current=frame_location(frames[0]) if frames else None,
+            waiting_on="" if thread.get("active") else "idle",
+            notes=tuple(notes),
+        )
+
+    def _node(self, figures: _Figures, threads: int) -> NodeInfo:
+        return NodeInfo(
+            pid=self.pid,
+            argv=figures.argv,
+            python=_python_version(self.pid),
+            implementation="CPython",
+            uptime=figures.uptime,
+            cpu_percent=figures.cpu_percent,
+            rss=figures.rss,
+            threads=threads,
+            tasks=0,
         )
 
     def detail(self, key: str) -> dict[str, Any]:
@@ -287,6 +291,26 @@ class PeekSource:
 
     def cancel(self, key: str) -> dict[str, Any]:
         raise ClientError("peek mode cannot change the target (no agent is loaded)")
+
+
+@dataclass(frozen=True, slots=True)
+class _Figures:
+    cpu_percent: float
+    rss: int
+    fds: int
+    cpu_times: dict[int, float]  # thread id -> CPU seconds
+    argv: tuple[str, ...]
+    uptime: float
+
+
+def _by_cpu_time(rows: list[ProcessRow], accumulate: bool) -> list[ProcessRow]:
+    """Only thread CPU time is measured here: every sort key falls back to it."""
+
+    def key(row: ProcessRow) -> tuple[bool, float]:
+        value = row.time_total if accumulate else row.time
+        return value is None, -(value or 0.0)
+
+    return sorted(rows, key=key)
 
 
 def _python_version(pid: int) -> str:

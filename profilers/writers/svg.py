@@ -23,6 +23,7 @@ import sys
 import zlib
 from array import array
 from bisect import bisect_right
+from collections.abc import Iterator
 from importlib import resources
 from itertools import accumulate
 from operator import itemgetter
@@ -234,38 +235,58 @@ def render(
     max_depth = max((b[0] for b in boxes), default=0)
     frames_height = (max_depth + 1) * FRAME_HEIGHT if boxes else 60
     height = HEADER + frames_height + FOOTER
-    unit = model.unit
 
-    out: list[str] = []
-    if xml_declaration:
-        out.append('<?xml version="1.0" encoding="UTF-8" standalone="no"?>\n')
-    out.append(
+    out = [_document_start(title, width, height, xml_declaration)]
+    if not boxes:
+        out.append(_empty_body(width, model.unit))
+        return "".join(out)
+    out.append(_header(model.unit, total, len(weights), hidden, width, min_width, inverted))
+    out.extend(_frame_elements(model, boxes, total, span, max_depth, inverted))
+    out.append(_document_end(width, height))
+    return "".join(out)
+
+
+def _document_start(title: str, width: int, height: int, xml_declaration: bool) -> str:
+    """The XML declaration, the ``<svg>`` element with its style, background and title."""
+    declaration = '<?xml version="1.0" encoding="UTF-8" standalone="no"?>\n'
+    return (declaration if xml_declaration else "") + (
         f'<svg xmlns="http://www.w3.org/2000/svg" class="vmtop-flamegraph" version="1.1" '
         f'width="{width}" height="{height}" viewBox="0 0 {width} {height}">\n'
         f"<style>{_CSS}</style>\n"
         f'<rect class="background" x="0" y="0" width="{width}" height="{height}"/>\n'
         f'<text class="title" x="{width / 2:.1f}" y="22">{escape(title)}</text>\n'
     )
-    if not boxes:
-        out.append(
-            f'<text class="subtitle" x="{width / 2:.1f}" y="40">{escape(format_weight(0, unit))}'
-            f"</text>\n"
-            f'<text class="empty" x="{width / 2:.1f}" y="{HEADER + 30}">no samples</text>\n'
-            "</svg>\n"
-        )
-        return "".join(out)
 
-    subtitle = (
-        f"total {format_weight(total, unit)} in {len(weights):,} distinct "
-        f"stack{'s' if len(weights) != 1 else ''}"
+
+def _empty_body(width: int, unit: str) -> str:
+    """What an empty profile shows (a valid document that says "no samples"), and its end."""
+    return (
+        f'<text class="subtitle" x="{width / 2:.1f}" y="40">{escape(format_weight(0, unit))}'
+        f"</text>\n"
+        f'<text class="empty" x="{width / 2:.1f}" y="{HEADER + 30}">no samples</text>\n'
+        "</svg>\n"
     )
+
+
+def _header(
+    unit: str,
+    total: float,
+    stacks: int,
+    hidden: float,
+    width: int,
+    min_width: float,
+    inverted: bool,
+) -> str:
+    """Subtitle, zoom and search controls, legend, pruning note; opens the frames group."""
+    subtitle = f"total {format_weight(total, unit)} in {stacks:,} distinct stack{'s' if stacks != 1 else ''}"
     note = ""
     if hidden > 0:
         share = hidden / total * 100
         shown = f"{share:.1f}%" if share >= 0.1 else "< 0.1%"
         note = f"{shown} of the total is in frames too narrow to draw (< {min_width:g} px)"
     row = 46  # third header row: legend on the left, pruning note on the right
-    out.append(
+    span = width - 2 * PAD
+    return (
         f'<text class="subtitle" x="{width / 2:.1f}" y="40">{escape(subtitle)}</text>\n'
         f'<text class="control reset hidden" x="{PAD}" y="22">Reset zoom</text>\n'
         f'<text class="control search" x="{width - PAD}" y="22">Search</text>\n'
@@ -278,14 +299,24 @@ def render(
         f'data-text-pad="{TEXT_PAD}" data-inverted="{int(inverted)}">\n'
     )
 
+
+def _frame_elements(
+    model: StackModel,
+    boxes: list[Box],
+    total: float,
+    span: int,
+    max_depth: int,
+    inverted: bool,
+) -> Iterator[str]:
+    """One ``<g class="frame">`` per laid-out box: tooltip, rectangle, fitted label."""
     frames = model.frames
+    unit = model.unit
     labels: dict[int, tuple[str, str, str]] = {}  # fid -> (escaped label, display, colour)
     scale = span / total
     top = HEADER
     base = HEADER + max_depth * FRAME_HEIGHT
     rect_height = FRAME_HEIGHT - 1
     text_dy = FRAME_HEIGHT - 4.5
-    append = out.append
     for depth, start, weight, fid in boxes:
         info = labels.get(fid)
         if info is None:
@@ -301,20 +332,23 @@ def render(
         y = top + depth * FRAME_HEIGHT if inverted else base - depth * FRAME_HEIGHT
         # format_weight gives digits, separators and unit names: nothing to escape.
         tip = f"{info[0]} — {format_weight(weight, unit)} ({weight / total * 100:.2f}%)"
-        append(
+        yield (
             f'<g class="frame"><title>{tip}</title><rect x="{x0:.2f}" y="{y}" '
             f'width="{x1 - x0:.2f}" height="{rect_height}" fill="{info[2]}"/>'
             f'<text x="{x0 + TEXT_PAD:.2f}" y="{y + text_dy}">'
             f"{escape(fit_text(info[1], x1 - x0))}</text></g>\n"
         )
-    out.append(
+
+
+def _document_end(width: int, height: int) -> str:
+    """Closes the frames group; the status lines and the inline script."""
+    return (
         "</g>\n"
         f'<text class="status" x="{PAD}" y="{height - 10}"> </text>\n'
         f'<text class="matched hidden" x="{width - PAD}" y="{height - 10}"> </text>\n'
         f"<script><![CDATA[\n{script()}\n]]></script>\n"
         "</svg>\n"
     )
-    return "".join(out)
 
 
 _CSS = "".join(
