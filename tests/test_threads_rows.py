@@ -29,6 +29,7 @@ def thread(snap: Snapshot, name: str) -> ProcessRow:
 
 
 def test_thread_reductions_are_the_items_it_took(target: Target) -> None:
+    # Each "take N": N items from a queue.Queue, and the order itself from a SimpleQueue.
     with AgentClient(target.pid) as client:
         first = thread(client.snapshot(kinds=("thread",), filter="taker"), "taker")
         target.send("take 37")
@@ -39,11 +40,22 @@ def test_thread_reductions_are_the_items_it_took(target: Target) -> None:
         third = thread(client.snapshot(kinds=("thread",), filter="taker"), "taker")
         total = client.snapshot(kinds=("thread",), filter="taker", accumulate=True)
     assert first.reductions == 0
+    # The first order's get() began before the attach, outside the wrapper: not counted.
     assert second.reductions == 37
-    assert third.reductions == 5 and third.reductions_total == 42
-    assert thread(total, "taker").reductions_total == 42
+    assert third.reductions == 5 + 1 and third.reductions_total == 43
+    assert thread(total, "taker").reductions_total == 43
     # Found from what it holds (its inbox, and a SimpleQueue of orders it waits on).
     assert second.mailbox is not None and third.mailbox == second.mailbox - 5
+
+
+def test_executor_worker_reductions_are_its_work_items(target: Target) -> None:
+    with AgentClient(target.pid) as client:
+        client.snapshot(limit=1)
+        target.send("submit 23")
+        target.read_until("submitted")
+        snap = client.snapshot(kinds=("thread",), filter="exec")
+    (row,) = snap.rows  # created at the first submit, after the attach
+    assert row.reductions == 23 and row.reductions_total == 23
 
 
 def test_cpu_hot_thread_is_in_the_default_top_rows(target: Target) -> None:
@@ -85,3 +97,20 @@ def test_no_vmtop_frame_is_a_current_function(target: Target) -> None:
     assert any(f.endswith("vmtop/agent/mailbox.py") for f in files), files
     for r in snap.rows:
         assert r.current is None or not r.current.file.startswith(VMTOP_DIRS), r
+
+
+def test_dequeue_wrappers_leave_with_the_last_client(target: Target) -> None:
+    with AgentClient(target.pid) as client:
+        client.snapshot(limit=1)
+        target.send("state")
+        attached = target.read_until("wrapped")["wrapped"]
+    deadline = time.monotonic() + 10
+    target.send("state")
+    after = target.read_until("wrapped")["wrapped"]
+    while any(after) and time.monotonic() < deadline:  # the agent's thread detaches
+        time.sleep(0.05)
+        target.send("state")
+        after = target.read_until("wrapped")["wrapped"]
+    # asyncio.Queue.get_nowait, queue.Queue.get, SimpleQueue.get and get_nowait
+    assert attached == [True, True, True, True]
+    assert after == [False, False, False, False]

@@ -16,12 +16,15 @@ same step, so the length seen between steps never moves):
 - 200 ``idle-N`` tasks asleep.
 
 Threads: ``taker`` takes items from a ``queue.Queue`` on command ("take N": it takes N, prints
-{"taken": total}); ``spinner`` burns CPU from "spin" to "rest"; ``parker`` blocks for good in
-``queue.Queue.get`` on "park" (prints {"parking": true} first). Commands on stdin: "take N",
-"spin", "rest", "park", "nudge", "quit N". The first line printed is {"ready": true, ...}.
+{"taken": total}; it also took the order from a ``SimpleQueue``); "submit N" runs N jobs on a
+one-thread ``ThreadPoolExecutor`` (its worker takes them from a ``SimpleQueue``); ``spinner`` burns CPU from "spin" to "rest"; ``parker`` blocks for good in
+``queue.Queue.get`` on "park" (prints {"parking": true} first). Commands on stdin:
+"take N", "submit N", "spin", "rest", "park", "nudge", "state" (prints {"wrapped": [...]}: which
+dequeue methods are not the originals), "quit N". The first line printed is {"ready": true, ...}.
 """
 
 import asyncio
+import concurrent.futures
 import functools
 import json
 import os
@@ -31,6 +34,12 @@ import threading
 import time
 
 JOBS: asyncio.Queue = asyncio.Queue()
+ORIGINAL = {
+    "a": asyncio.Queue.get_nowait,
+    "t": queue.Queue.get,
+    "s": vars(queue.SimpleQueue)["get"],
+    "sn": vars(queue.SimpleQueue)["get_nowait"],
+}
 
 
 def say(**obj):
@@ -156,6 +165,7 @@ async def main():
     threading.Thread(target=spinner, args=(hot,), name="spinner", daemon=True).start()
     park: queue.SimpleQueue = queue.SimpleQueue()
     threading.Thread(target=parker, args=(park,), name="parker", daemon=True).start()
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="exec")
     stop = asyncio.Event()
     code = {"value": 0}
 
@@ -171,6 +181,20 @@ async def main():
             hot.set()
         elif cmd == "rest":
             hot.clear()
+        elif cmd == "submit":
+            jobs = [pool.submit(spin, 10) for _ in range(int(args[0]))]
+            for job in jobs:
+                job.result()
+            say(submitted=len(jobs))
+        elif cmd == "state":
+            say(
+                wrapped=[
+                    asyncio.Queue.get_nowait is not ORIGINAL["a"],
+                    queue.Queue.get is not ORIGINAL["t"],
+                    vars(queue.SimpleQueue)["get"] is not ORIGINAL["s"],
+                    vars(queue.SimpleQueue)["get_nowait"] is not ORIGINAL["sn"],
+                ]
+            )
         elif cmd == "park":
             park.put(True)
         elif cmd == "nudge":

@@ -515,11 +515,42 @@ static PyTypeObject MarkedCallType = {
     .tp_getset = marked_getset,
 };
 
+/* set_type_attr(type, name, value): type.name = value for a heap type that forbids it
+ * (Py_TPFLAGS_IMMUTABLETYPE: _queue.SimpleQueue), as type.__setattr__ does it for others:
+ * the type's dict, then PyType_Modified so that attribute caches and specialised
+ * instructions see the change. mailbox.py wraps SimpleQueue.get with it while attached and
+ * puts the original back when the last client leaves. */
+static PyObject *
+set_type_attr(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    PyObject *type, *name, *value;
+    if (!PyArg_ParseTuple(args, "O!UO:set_type_attr", &PyType_Type, &type, &name, &value)) {
+        return NULL;
+    }
+    PyTypeObject *t = (PyTypeObject *)type;
+    if (!(t->tp_flags & Py_TPFLAGS_HEAPTYPE) || t->tp_dict == NULL) {
+        PyErr_Format(PyExc_TypeError, "%s is not a heap type", t->tp_name);
+        return NULL;
+    }
+    if (PyDict_SetItem(t->tp_dict, name, value) < 0) {
+        return NULL;
+    }
+    PyType_Modified(t);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef module_methods[] = {
+    {"set_type_attr", set_type_attr, METH_VARARGS,
+     "Set an attribute of a heap type, also one marked immutable."},
+    {NULL},
+};
+
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "vmtop.agent._hooks",
     .m_doc = "C hooks for vmtop's agent (optional; step_hooks.py and mailbox.py have Python ones).",
     .m_size = -1,
+    .m_methods = module_methods,
 };
 
 PyMODINIT_FUNC

@@ -110,6 +110,16 @@ def marked_call(original: Callable[..., Any], sample: Callable[[Any], object]) -
     return call
 
 
+def set_type_attr_safe(cls: type, name: str, value: Any) -> None:
+    """``cls.name = value`` for a type that may refuse it (never raises)."""
+    try:
+        from vmtop.agent._hooks import set_type_attr
+
+        set_type_attr(cls, name, value)
+    except Exception:
+        pass
+
+
 def queue_length(q: Any) -> int | None:
     try:
         return int(q.qsize())
@@ -191,21 +201,56 @@ class MailboxTracker:
 
         get_nowait = marked_call(a_get_nowait, sample)
 
-        def get(q: Any, block: bool = True, timeout: float | None = None) -> Any:
-            item = t_get(q, block, timeout)
+        def took(q: Any) -> None:
             ident = get_ident()
             gets[ident] = gets.get(ident, 0) + 1  # only this thread writes this key
             key = (id(q), ident)
             if key not in seen:
                 seen.add(key)
                 note(q, current_thread())
+
+        def get(q: Any, block: bool = True, timeout: float | None = None) -> Any:
+            item = t_get(q, block, timeout)
+            took(q)
             return item
 
         get.__wrapped__ = t_get  # type: ignore[attr-defined]
         self._originals = {"a": a_get_nowait, "t": t_get, "wa": get_nowait, "wt": get}
         asyncio.Queue.get_nowait = get_nowait  # type: ignore[method-assign]
         stdqueue.Queue.get = get  # type: ignore[method-assign,assignment]
+        self._wrap_simple_queue(took)
         _installed[:] = [self]
+
+    def _wrap_simple_queue(self, took: Callable[[Any], None]) -> None:
+        """``_queue.SimpleQueue`` is a C type that refuses new attributes: its ``get`` and
+        ``get_nowait`` are wrapped through the C extension's ``set_type_attr`` (the type's dict
+        and ``PyType_Modified``, as ``type.__setattr__`` does), only with the C hooks."""
+        sq = stdqueue.SimpleQueue
+        if not use_c_hooks() or "get" not in vars(sq) or "get_nowait" not in vars(sq):
+            return
+        from vmtop.agent._hooks import set_type_attr
+
+        s_get, s_get_nowait = vars(sq)["get"], vars(sq)["get_nowait"]
+
+        def get(q: Any, block: bool = True, timeout: float | None = None) -> Any:
+            item = s_get(q, block, timeout)
+            took(q)
+            return item
+
+        def get_nowait(q: Any) -> Any:
+            item = s_get_nowait(q)
+            took(q)
+            return item
+
+        get.__wrapped__ = s_get  # type: ignore[attr-defined]
+        get_nowait.__wrapped__ = s_get_nowait  # type: ignore[attr-defined]
+        try:
+            set_type_attr(sq, "get", get)
+            set_type_attr(sq, "get_nowait", get_nowait)
+        except TypeError:  # not a heap type here: its items are not counted
+            set_type_attr_safe(sq, "get", s_get)
+            return
+        self._originals.update(s=(s_get, s_get_nowait), ws=(get, get_nowait))
 
     def uninstall(self) -> None:
         o = self._originals
@@ -215,6 +260,11 @@ class MailboxTracker:
             asyncio.Queue.get_nowait = o["a"]  # type: ignore[method-assign]
         if stdqueue.Queue.get is o["wt"]:
             stdqueue.Queue.get = o["t"]  # type: ignore[method-assign]
+        if "s" in o:
+            sq = stdqueue.SimpleQueue
+            for name, original, ours in zip(("get", "get_nowait"), o["s"], o["ws"], strict=True):
+                if vars(sq).get(name) is ours:
+                    set_type_attr_safe(sq, name, original)
         self._originals = {}
         if _installed and _installed[0] is self:
             _installed.clear()
@@ -229,9 +279,9 @@ class MailboxTracker:
 
     def thread_gets(self, ident: int) -> int | None:
         """Items the thread ``ident`` (``threading.get_ident()``) took from any
-        ``queue.Queue`` (and subclasses: ``LifoQueue``, ``PriorityQueue``) through ``get()``
-        since the first client attached; None while no client is attached. ``SimpleQueue`` is
-        a C type whose ``get`` cannot be wrapped: its items are not counted."""
+        ``queue.Queue`` (and subclasses: ``LifoQueue``, ``PriorityQueue``) through ``get()`` or
+        ``get_nowait()``, and from a ``queue.SimpleQueue`` (with the C hooks only), since the
+        first client attached; None while no client is attached."""
         if not self._originals:
             return None
         return self._thread_gets.get(ident, 0)
