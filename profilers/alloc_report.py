@@ -9,7 +9,6 @@ report can be built in another process than the one measured; the analysis
 from __future__ import annotations
 
 import os
-import sysconfig
 import tracemalloc
 from collections.abc import Iterable
 from typing import Any
@@ -26,8 +25,9 @@ from profilers.alloc_analysis import (
 )
 from profilers.report import Report
 from profilers.stacks import StackModel
+from profilers.units import format_bytes, short_path
 
-__all__ = ["AllocationReport", "AllocationView", "format_bytes"]
+__all__ = ["AllocationReport", "AllocationView"]
 
 
 class AllocationReport(Report):
@@ -315,39 +315,6 @@ class AllocationView(Report):
         for note in r.notes():
             parts.append(Text(f"note: {note}", style="dim"))
         return RichGroup(*parts)
-
-
-def format_bytes(n: float, sign: bool = False) -> str:
-    """``512 B``, ``1.5 KiB``, ``10.0 MiB`` (``+``/``-`` in front with ``sign``)."""
-    prefix = ("+" if n > 0 else "-" if n < 0 else "") if sign else ("-" if n < 0 else "")
-    value = abs(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            if unit == "B":
-                return f"{prefix}{int(value)} B"
-            return f"{prefix}{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
-
-
-def short_path(file: str) -> str:
-    """A path as a user reads it: relative to the working directory, site-packages or stdlib."""
-    if not file.startswith(os.sep):
-        return file  # <frozen ...>, <string>, <unknown>
-    cwd = os.getcwd() + os.sep
-    if file.startswith(cwd):
-        return file[len(cwd) :]
-    for marker in ("site-packages" + os.sep, "dist-packages" + os.sep):
-        at = file.rfind(marker)
-        if at >= 0:
-            return file[at + len(marker) :]
-    stdlib = _STDLIB + os.sep
-    if file.startswith(stdlib):
-        return file[len(stdlib) :]
-    return file
-
-
-_STDLIB = sysconfig.get_paths()["stdlib"]
 
 
 def _where(file: str, line: int) -> str:

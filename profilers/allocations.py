@@ -265,6 +265,6 @@ allocations.__doc__ = __doc__
 
 
 def _short(file: str) -> str:
-    from profilers.alloc_report import short_path
+    from profilers.units import short_path
 
     return short_path(file)

@@ -33,9 +33,9 @@ from profilers.callgraph import (
     approximate_stacks,
     frame_of,
 )
-from profilers.profile_report import format_seconds, short_location
 from profilers.report import Report
 from profilers.stacks import Frame, StackModel
+from profilers.units import format_seconds, short_location
 
 __all__ = ["CallEdge", "CallsProfile", "CallsView", "FunctionCalls", "PstatsDict", "PstatsKey"]
 

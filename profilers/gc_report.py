@@ -12,8 +12,9 @@ from typing import Any
 
 from profilers.gc_stats import GCStats
 from profilers.report import Report
+from profilers.units import format_seconds
 
-__all__ = ["GCReport", "findings", "format_seconds"]
+__all__ = ["GCReport", "findings"]
 
 #: Share of wall time in collections from which GC is called a cost worth acting on.
 HIGH_SHARE = 0.10
@@ -174,17 +175,6 @@ def findings(stats: GCStats, enabled_at_start: bool = True) -> list[str]:
             "created meanwhile stay in memory until a collection runs"
         )
     return out
-
-
-def format_seconds(seconds: float | None) -> str:
-    """``12.3 µs``, ``4.56 ms``, ``1.234 s``; ``–`` when not measured."""
-    if seconds is None:
-        return "–"
-    if seconds < 1e-3:
-        return f"{seconds * 1e6:.1f} µs"
-    if seconds < 1:
-        return f"{seconds * 1e3:.2f} ms"
-    return f"{seconds:.3f} s"
 
 
 def _percent(part: float, whole: float) -> str:

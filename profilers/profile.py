@@ -30,10 +30,11 @@ from typing import Any, Protocol
 
 from profilers.calls import CallsRecorder
 from profilers.calls_report import CallsProfile
-from profilers.profile_report import SampledProfile, short_path
+from profilers.profile_report import SampledProfile
 from profilers.report import Report
 from profilers.sampling import SampledRecorder
 from profilers.stacks import StackModel
+from profilers.units import short_path
 
 __all__ = ["Profile", "profile", "run_profile"]
 

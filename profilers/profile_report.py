@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import functools
 import os
-import sysconfig
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Group
@@ -18,6 +16,7 @@ if TYPE_CHECKING:
     from profilers.thread_sampler import SampleSet
 from profilers.stacks import Frame, StackModel
 from profilers.tree import Node, build_tree
+from profilers.units import format_seconds, short_location
 
 HIDE_BELOW = 0.01  # tree nodes under 1 % of the total are folded into a note
 MAX_DEPTH = 40
@@ -194,41 +193,9 @@ def _amount(value: float, unit: str) -> str:
     return f"{value:,.0f}"
 
 
-def format_seconds(value: float) -> str:
-    """``1.234 s``, ``12.3 ms`` or ``456 µs``: three significant figures where it matters."""
-    if value >= 1:
-        return f"{value:.3f} s"
-    if value >= 0.001:
-        return f"{value * 1000:.1f} ms"
-    return f"{value * 1e6:.0f} µs"
-
-
 def _heat(share: float) -> str:
     if share >= 0.5:
         return "bold red"
     if share >= 0.2:
         return "yellow"
     return "green"
-
-
-def short_location(frame: Frame) -> str:
-    """``file:line`` with the file relative to the current directory, site-packages or stdlib."""
-    if not frame.file:
-        return ""
-    path = short_path(frame.file)
-    return f"{path}:{frame.line}" if frame.line else path
-
-
-@functools.lru_cache(maxsize=4096)
-def short_path(file: str) -> str:
-    cwd = os.getcwd() + os.sep
-    if file.startswith(cwd):
-        return file[len(cwd) :]
-    for marker in ("site-packages" + os.sep, "dist-packages" + os.sep):
-        at = file.rfind(marker)
-        if at >= 0:
-            return file[at + len(marker) :]
-    stdlib = sysconfig.get_paths()["stdlib"] + os.sep
-    if file.startswith(stdlib):
-        return file[len(stdlib) :]
-    return file

@@ -21,9 +21,10 @@ import pytest
 
 import vmtop
 from profilers.alloc_analysis import FunctionNames, aggregate, growth
-from profilers.alloc_report import AllocationReport, format_bytes
+from profilers.alloc_report import AllocationReport
 from profilers.allocations import Allocations
 from profilers.stacks import StackModel
+from profilers.units import format_bytes
 
 # Reads tracemalloc's raw trace tuples: run under every supported Python.
 pytestmark = pytest.mark.internals

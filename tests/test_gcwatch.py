@@ -16,8 +16,9 @@ from collections.abc import Iterator
 import pytest
 
 import vmtop
-from profilers.gc_report import GCReport, findings, format_seconds
+from profilers.gc_report import GCReport, findings
 from profilers.gcwatch import GCPressure, GCStats, GCWatcher, GenStats, _percentile
+from profilers.units import format_seconds
 
 pytestmark = pytest.mark.internals  # runs under every supported Python in CI
 

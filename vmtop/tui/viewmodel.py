@@ -21,8 +21,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from profilers import units
 from vmtop.records import KINDS, SORT_KEYS, GroupRow, NodeInfo, ProcessRow, Snapshot
-from vmtop.views import format as F
 
 HOG_SHARE = 0.5
 BUSY_SHARE = 0.2
@@ -287,12 +287,12 @@ def display_id(row: ProcessRow) -> str:
 
 def current_text(row: ProcessRow) -> str:
     if row.kind == "queue":
-        consumers = F.count(row.consumers)
-        return f"shared queue: {consumers} consumers, {F.count(row.putters)} blocked putters"
+        consumers = units.count(row.consumers)
+        return f"shared queue: {consumers} consumers, {units.count(row.putters)} blocked putters"
     text = str(row.current) if row.current else ""
     if row.waiting_on:
         text = f"{text} ⟵ {row.waiting_on}" if text else row.waiting_on
-    return text or F.DASH
+    return text or units.DASH
 
 
 def row_view(
@@ -309,7 +309,7 @@ def row_view(
 
     def num(text: str, value: float | None, style: str = "") -> Cell:
         if value is None:
-            return Cell(F.DASH, STYLES["none"])
+            return Cell(units.DASH, STYLES["none"])
         if value == 0 and not style:
             return Cell(text, STYLES["zero"])
         return Cell(text, style)
@@ -318,14 +318,14 @@ def row_view(
     secs = row.time_total if accumulate else row.time
     load = "hog" if "hog" in marks else "busy" if "busy" in marks else ""
     grow = "flood" if "flood" in marks else "grow" if "grow" in marks else ""
-    mailbox = F.count(row.mailbox) + ("↑" if grow else "")
+    mailbox = units.count(row.mailbox) + ("↑" if grow else "")
     cells = (
         Cell(display_id(row), STYLES.get(row.kind, "")),
         Cell(row.name, STYLES[load] if load else ""),
-        num(F.count(reds), reds),
-        num(F.seconds(secs), secs, STYLES[load] if load else ""),
+        num(units.count(reds), reds),
+        num(units.seconds(secs), secs, STYLES[load] if load else ""),
         num(mailbox, row.mailbox, STYLES[grow] if grow else ""),
-        num(F.nbytes(row.memory), row.memory),
+        num(units.format_bytes(row.memory), row.memory),
         Cell(row.state, STYLES.get(row.state, "")),
         Cell(current_text(row), "dim" if row.kind == "queue" else ""),
     )
@@ -352,15 +352,17 @@ def group_current(group: GroupRow, interval: float, accumulate: bool) -> str:
     """What a group row says where a process says its current function."""
     where = f"{group.file.rsplit('/', 1)[-1]}:{group.line}" if group.file else ""
     if accumulate:
-        flow = f"{F.count(group.started_total)} started, {F.count(group.finished_total)} done"
+        flow = (
+            f"{units.count(group.started_total)} started, {units.count(group.finished_total)} done"
+        )
     else:
         started = group.started / interval if interval > 0 else 0.0
         done = group.finished / interval if interval > 0 else 0.0
         flow = f"{started:,.0f}/s started, {done:,.0f}/s done"
     failed = group.failed + group.cancelled
     if failed:
-        flow += f" ({F.count(failed)} failed/cancelled)"
-    life = f"life p50 {F.seconds(group.lifetime_p50)} p99 {F.seconds(group.lifetime_p99)}"
+        flow += f" ({units.count(failed)} failed/cancelled)"
+    life = f"life p50 {units.seconds(group.lifetime_p50)} p99 {units.seconds(group.lifetime_p99)}"
     return "  ".join(x for x in (flow, life, where) if x)
 
 
@@ -376,10 +378,10 @@ def group_view(group: GroupRow, interval: float, accumulate: bool) -> RowView:
     cells = (
         Cell("grp", STYLES.get("group", "")),
         Cell(group.coro, STYLES[load] if load else ""),
-        Cell(F.count(reds), "" if reds else STYLES["zero"]),
-        Cell(F.seconds(secs), STYLES[load] if load else ""),
-        Cell(F.DASH, STYLES["none"]),
-        Cell(F.DASH, STYLES["none"]),
+        Cell(units.count(reds), "" if reds else STYLES["zero"]),
+        Cell(units.seconds(secs), STYLES[load] if load else ""),
+        Cell(units.DASH, STYLES["none"]),
+        Cell(units.DASH, STYLES["none"]),
         Cell(f"{group.live} live", ""),
         Cell(group_current(group, interval, accumulate), ""),
     )
@@ -450,18 +452,18 @@ def pack(parts: Sequence[str], width: int, sep: str = "  ") -> list[str]:
             line = part
     if line:
         lines.append(line)
-    return [F.truncate(x, width) for x in lines]
+    return [units.truncate(x, width) for x in lines]
 
 
 def node_parts(node: NodeInfo, clock: str = "", interval: float = 0.0) -> list[str]:
     ready = sum(loop.ready for loop in node.loops)
     parts = [
-        f"up {F.uptime(node.uptime)}",
-        f"cpu {F.percent(node.cpu_percent)}",
-        f"rss {F.nbytes(node.rss)}",
+        f"up {units.uptime(node.uptime)}",
+        f"cpu {units.percent(node.cpu_percent)}",
+        f"rss {units.format_bytes(node.rss)}",
         f"tasks {node.tasks}",
         f"threads {node.threads}",
-        f"run queue {ready if node.loops else F.DASH}",
+        f"run queue {ready if node.loops else units.DASH}",
     ]
     if node.tasks_created is not None and interval > 0:
         parts.append(
@@ -476,7 +478,7 @@ def lag_parts(node: NodeInfo) -> list[str]:
     out = []
     for loop in node.loops[:3]:
         text = (
-            f"lag {F.seconds(loop.lag_p50)}/{F.seconds(loop.lag_p99)}/{F.seconds(loop.lag_max)}"
+            f"lag {units.seconds(loop.lag_p50)}/{units.seconds(loop.lag_p99)}/{units.seconds(loop.lag_max)}"
             " p50/p99/max"
         )
         if len(node.loops) > 1:
@@ -485,20 +487,20 @@ def lag_parts(node: NodeInfo) -> list[str]:
     if len(node.loops) > 3:
         out.append(f"+{len(node.loops) - 3} loops")
     if not node.loops:
-        out.append(f"lag {F.DASH} (no event loop)")
+        out.append(f"lag {units.DASH} (no event loop)")
     return out
 
 
 def gc_parts(node: NodeInfo) -> list[str]:
     if not node.gc:
-        return [f"gc {F.DASH}"]
+        return [f"gc {units.DASH}"]
     parts = [
-        f"gc{i} {F.count(g.collections)}× {F.seconds(g.pause_total)}"
-        + (f" max {F.seconds(g.pause_max)}" if g.collections else "")
+        f"gc{i} {units.count(g.collections)}× {units.seconds(g.pause_total)}"
+        + (f" max {units.seconds(g.pause_max)}" if g.collections else "")
         for i, g in enumerate(node.gc)
     ]
     if node.gc_share is not None:
-        parts.append(f"in gc {F.percent(node.gc_share * 100)}")
+        parts.append(f"in gc {units.percent(node.gc_share * 100)}")
     return parts
 
 
@@ -507,7 +509,7 @@ def blocked_lines(snap: Snapshot) -> list[str]:
     for loop in snap.node.loops:
         if loop.blocked_for:
             where = f" in {loop.blocked_stack[-1]}" if loop.blocked_stack else ""
-            out.append(f"{loop.name} BLOCKED for {F.seconds(loop.blocked_for)}{where}")
+            out.append(f"{loop.name} BLOCKED for {units.seconds(loop.blocked_for)}{where}")
     return out
 
 
@@ -521,15 +523,15 @@ class Spark:
 def sparks(history: History, width: int) -> list[Spark]:
     """The four header graphs: RSS, loop lag (p99), reductions/s, share of time in GC pauses."""
     pts = list(history.node)
-    rss = lag = reds = gc = F.DASH
+    rss = lag = reds = gc = units.DASH
     if pts:
         last = pts[-1]
-        rss = F.nbytes(last.rss)
-        lag = F.seconds(last.lag)
+        rss = units.format_bytes(last.rss)
+        lag = units.seconds(last.lag)
         if last.reductions_per_s is not None:
-            reds = ("≥" if last.reductions_partial else "") + F.count(last.reductions_per_s)
+            reds = ("≥" if last.reductions_partial else "") + units.count(last.reductions_per_s)
         if last.gc_per_s is not None:
-            gc = F.percent(last.gc_per_s * 100)
+            gc = units.percent(last.gc_per_s * 100)
     return [
         Spark("rss", rss, sparkline([p.rss for p in pts], width, relative=True)),
         Spark("lag", lag, sparkline([p.lag for p in pts], width)),

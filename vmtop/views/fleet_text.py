@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import time
 
+from profilers import units
 from vmtop.fleet.multi import FleetSnapshot
 from vmtop.records import Snapshot
-from vmtop.views import format as F
 from vmtop.views.top_text import COLUMNS, GROUP_COLUMNS, group_cells, row_cells, table
 
 PROCESS_COLUMNS = [
@@ -33,13 +33,13 @@ def process_cells(snap: Snapshot, ppid: int, root: int) -> list[str]:
     return [
         str(node.pid) if node.pid == root else f"└ {node.pid}",
         str(ppid or "–"),
-        F.percent(node.cpu_percent),
-        F.nbytes(node.rss),
+        units.percent(node.cpu_percent),
+        units.format_bytes(node.rss),
         str(node.tasks),
         str(node.threads),
         str(sum(loop.ready for loop in node.loops)),
-        F.seconds(max(p99) if p99 else None),
-        F.seconds(gc),
+        units.seconds(max(p99) if p99 else None),
+        units.seconds(gc),
         " ".join(node.argv),
     ]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
+from profilers import units
 from vmtop.records import GroupRow, NodeInfo, ProcessRow, Snapshot
-from vmtop.views import format as F
 
 COLUMNS = [
     ("ID", 8, "<"),
@@ -22,10 +22,10 @@ COLUMNS = [
 
 def header_lines(node: NodeInfo) -> list[str]:
     lines = [
-        f"vmtop — pid {node.pid}  {node.implementation} {node.python}  up {F.uptime(node.uptime)}"
-        f"  cpu {F.percent(node.cpu_percent)}  rss {F.nbytes(node.rss)}"
+        f"vmtop — pid {node.pid}  {node.implementation} {node.python}  up {units.uptime(node.uptime)}"
+        f"  cpu {units.percent(node.cpu_percent)}  rss {units.format_bytes(node.rss)}"
         f"  {time.strftime('%H:%M:%S')}",
-        "argv: " + F.truncate(" ".join(node.argv), 100),
+        "argv: " + units.truncate(" ".join(node.argv), 100),
     ]
     ready = sum(loop.ready for loop in node.loops)
     parts = [
@@ -35,21 +35,23 @@ def header_lines(node: NodeInfo) -> list[str]:
         f"run queue {ready}",
     ]
     for loop in node.loops:
-        lag = f"lag p50 {F.seconds(loop.lag_p50)} p99 {F.seconds(loop.lag_p99)} max {F.seconds(loop.lag_max)}"
+        lag = f"lag p50 {units.seconds(loop.lag_p50)} p99 {units.seconds(loop.lag_p99)} max {units.seconds(loop.lag_max)}"
         if loop.blocked_for:
-            lag += f"  BLOCKED for {F.seconds(loop.blocked_for)}"
+            lag += f"  BLOCKED for {units.seconds(loop.blocked_for)}"
         parts.append(f"{loop.name}: {lag}")
     lines.append("  ".join(parts))
     if node.gc:
         gc = "  ".join(
-            f"gen{i} {g.collections}× {F.seconds(g.pause_total)} (max {F.seconds(g.pause_max)})"
+            f"gen{i} {g.collections}× {units.seconds(g.pause_total)} (max {units.seconds(g.pause_max)})"
             for i, g in enumerate(node.gc)
         )
-        share = f"  in gc {F.percent(node.gc_share * 100 if node.gc_share is not None else None)}"
+        share = (
+            f"  in gc {units.percent(node.gc_share * 100 if node.gc_share is not None else None)}"
+        )
         lines.append(f"gc: {gc}{share}")
     else:
         lines.append("gc: –")
-    tm = f"on, {F.nbytes(node.tracemalloc_bytes)} traced" if node.tracemalloc else "off"
+    tm = f"on, {units.format_bytes(node.tracemalloc_bytes)} traced" if node.tracemalloc else "off"
     lines.append(f"tracemalloc {tm}")
     return lines
 
@@ -66,10 +68,10 @@ def row_cells(row: ProcessRow, accumulate: bool) -> list[str]:
         row.id,
         row.name,
         row.kind,
-        F.count(reds),
-        F.seconds(secs),
-        F.count(row.mailbox),
-        F.nbytes(row.memory),
+        units.count(reds),
+        units.seconds(secs),
+        units.count(row.mailbox),
+        units.format_bytes(row.memory),
         row.state,
         current,
     ]
@@ -96,14 +98,14 @@ def group_cells(group: GroupRow, accumulate: bool) -> list[str]:
     where = f"{group.file.rsplit('/', 1)[-1]}:{group.line}" if group.file else ""
     return [
         group.coro,
-        F.count(group.live),
-        F.count(started),
-        F.count(done),
-        F.count(group.failed + group.cancelled),
-        F.count(group.reductions_total if accumulate else group.reductions),
-        F.seconds(group.time_total if accumulate else group.time),
-        F.seconds(group.lifetime_p50),
-        F.seconds(group.lifetime_p99),
+        units.count(group.live),
+        units.count(started),
+        units.count(done),
+        units.count(group.failed + group.cancelled),
+        units.count(group.reductions_total if accumulate else group.reductions),
+        units.seconds(group.time_total if accumulate else group.time),
+        units.seconds(group.lifetime_p50),
+        units.seconds(group.lifetime_p99),
         where,
     ]
 
@@ -115,8 +117,8 @@ def task_rate_line(node: NodeInfo, interval: float) -> str | None:
     return (
         f"tasks created {node.tasks_created / interval:,.0f}/s"
         f"  finished {node.tasks_finished / interval:,.0f}/s"
-        f"  (since attach {F.count(node.tasks_created_total)}"
-        f" / {F.count(node.tasks_finished_total)})"
+        f"  (since attach {units.count(node.tasks_created_total)}"
+        f" / {units.count(node.tasks_finished_total)})"
     )
 
 
@@ -136,7 +138,7 @@ def render(snapshot: Snapshot, width: int = 132, groups_only: bool = False) -> s
     )
     lines.append(
         f"{mode}  sorted by {snapshot.sort}  {len(snapshot.rows)} of {snapshot.total_rows} rows"
-        f"  (loop time {F.seconds(snapshot.loop_time)})"
+        f"  (loop time {units.seconds(snapshot.loop_time)})"
     )
     rates = task_rate_line(snapshot.node, snapshot.interval)
     if rates:
@@ -160,6 +162,6 @@ def table(columns: list[tuple[str, int, str]], cells: list[list[str]], width: in
         out = []
         for (_, w, align), cell in zip(columns, row, strict=True):
             w = w or last
-            out.append(f"{F.truncate(cell, w):{align}{w}}")
+            out.append(f"{units.truncate(cell, w):{align}{w}}")
         lines.append(" ".join(out).rstrip())
     return lines

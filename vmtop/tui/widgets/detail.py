@@ -20,10 +20,10 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
+from profilers import units
 from vmtop.client import ClientError
 from vmtop.tui.reader import LockedSource
 from vmtop.tui.viewmodel import ProcessHistory, sparkline
-from vmtop.views import format as F
 
 HISTORY_WIDTH = 40
 DETAIL_MIN_INTERVAL = 0.5  # seconds between detail refreshes, at least
@@ -65,8 +65,8 @@ def _mailbox(boxes: list[dict[str, Any]]) -> list[Text]:
         bound = f" of {maxsize}" if maxsize else " (unbounded)"
         out.append(
             Text(
-                f"  {box.get('queue', '?')}: {F.count(box.get('length'))} items{bound}, "
-                f"{F.count(box.get('putters'))} blocked putters"
+                f"  {box.get('queue', '?')}: {units.count(box.get('length'))} items{bound}, "
+                f"{units.count(box.get('putters'))} blocked putters"
             )
         )
         preview = box.get("preview") or []
@@ -85,11 +85,11 @@ def _history(history: ProcessHistory | None, kind: str) -> list[Text]:
         return out
     series: list[tuple[str, list[float | None], Callable[[float | None], str]]] = []
     if kind == "thread":
-        series.append(("cpu", list(history.time), F.seconds))
+        series.append(("cpu", list(history.time), units.seconds))
     else:
-        series.append(("reductions", list(history.reductions), F.count))
-        series.append(("time", list(history.time), F.seconds))
-    series.append(("mailbox", list(history.mailbox), F.count))
+        series.append(("reductions", list(history.reductions), units.count))
+        series.append(("time", list(history.time), units.seconds))
+    series.append(("mailbox", list(history.mailbox), units.count))
     for label, values, fmt in series:
         last = values[-1] if values else None
         line = Text(f"  {label:<11}", style="dim")
@@ -106,13 +106,13 @@ def render_detail(data: dict[str, Any], history: ProcessHistory | None) -> Rende
     """The detail dict of the agent (task, thread or shared queue) as one scrollable page."""
     kind = str(data.get("kind", ""))
     parts: list[RenderableType] = []
-    facts: list[tuple[str, str]] = [("state", str(data.get("state", F.DASH)))]
+    facts: list[tuple[str, str]] = [("state", str(data.get("state", units.DASH)))]
     if kind == "task":
         facts += [
-            ("coroutine", str(data.get("coro") or F.DASH)),
-            ("reductions", f"{F.count(data.get('reductions_total'))} steps since attach"),
-            ("time", f"{F.seconds(data.get('time_total'))} in its steps since attach"),
-            ("waits on", str(data.get("waiting_on") or F.DASH)),
+            ("coroutine", str(data.get("coro") or units.DASH)),
+            ("reductions", f"{units.count(data.get('reductions_total'))} steps since attach"),
+            ("time", f"{units.seconds(data.get('time_total'))} in its steps since attach"),
+            ("waits on", str(data.get("waiting_on") or units.DASH)),
         ]
         if data.get("cancelling"):
             facts.append(("cancelling", "yes: a cancel was requested"))
@@ -120,15 +120,15 @@ def render_detail(data: dict[str, Any], history: ProcessHistory | None) -> Rende
             facts.append(("done", "yes"))
     elif kind == "thread":
         facts += [
-            ("cpu", f"{F.seconds(data.get('cpu'))} thread CPU time"),
+            ("cpu", f"{units.seconds(data.get('cpu'))} thread CPU time"),
             ("daemon", "yes" if data.get("daemon") else "no"),
         ]
     elif kind == "queue":
         consumers = data.get("consumers") or []
         facts += [
-            ("length", F.count(data.get("length"))),
-            ("putters", f"{F.count(data.get('putters'))} blocked"),
-            ("consumers", ", ".join(map(str, consumers)) or F.DASH),
+            ("length", units.count(data.get("length"))),
+            ("putters", f"{units.count(data.get('putters'))} blocked"),
+            ("consumers", ", ".join(map(str, consumers)) or units.DASH),
         ]
     grid = Text()
     for i, (k, v) in enumerate(facts):
@@ -148,7 +148,7 @@ def render_detail(data: dict[str, Any], history: ProcessHistory | None) -> Rende
         parts += _mailbox(data.get("mailbox") or [])
         parts.append(Text())
         parts.append(Text("Memory (estimate)", style="bold underline"))
-        parts.append(Text(f"  ≈ {F.nbytes(data.get('memory'))}", style="bold"))
+        parts.append(Text(f"  ≈ {units.format_bytes(data.get('memory'))}", style="bold"))
         note = str(data.get("memory_note") or "").replace("``", "")
         if note:
             parts.append(Text(f"  {note}", style="dim"))

@@ -8,9 +8,9 @@ from rich.console import RenderableType
 from rich.text import Text
 from textual.widget import Widget
 
+from profilers.units import truncate
 from vmtop.records import Snapshot
 from vmtop.tui import viewmodel as VM
-from vmtop.views.format import truncate
 
 _NUMBER = r"(?<![\w#])[-+≥]?\d[\d.,:]*(?:\s?(?:µs|ms|s|%|KiB|MiB|GiB|B|×|k|M))?(?![\w])"
 

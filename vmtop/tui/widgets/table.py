@@ -15,9 +15,9 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable
 
+from profilers.units import truncate
 from vmtop.tui.viewmodel import COLUMNS, GAP, Cell, RowView, ViewState, column_label
 from vmtop.tui.viewmodel import column_widths as widths_for
-from vmtop.views.format import truncate
 
 REBUILD_SHARE = 4  # more than 1/4 of the rows gone: clear and add rather than remove each
 
