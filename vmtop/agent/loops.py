@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import asyncio.tasks
 import concurrent.futures
+import operator
 import threading
 import weakref
 from collections.abc import Callable, Iterable
@@ -47,11 +48,7 @@ def task_refs() -> list[Any]:
 
 def deref(refs: Iterable[Any]) -> list[Any]:
     """The live tasks behind ``refs``."""
-    return [t for t in map(_call, refs) if t is not None]
-
-
-def _call(ref: Any) -> Any:
-    return ref()
+    return [t for t in map(operator.call, refs) if t is not None]
 
 
 def all_tasks_anywhere() -> list[Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import heapq
+import operator
 import sys
 import threading
 import time
@@ -326,7 +327,7 @@ def _loop_rows_inner(
         chosen = _busiest(steps, pending, req, pool, mine)
     if len(chosen) < limit:  # fill with other tasks of the loop (idle ones), no scoring needed
         have = {id(t) for t in chosen}
-        for t in pool if pool is not None else map(_call, refs):
+        for t in pool if pool is not None else map(operator.call, refs):
             if t is None:
                 continue
             if len(chosen) >= limit:
@@ -440,10 +441,6 @@ def _task_row(
         coro=T.coro_name(task),
         notes=note,
     )
-
-
-def _call(ref: Any) -> Any:
-    return ref()
 
 
 def _current_task(loop: Any) -> Any:

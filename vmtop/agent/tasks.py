@@ -43,16 +43,6 @@ def chain_frames(task: Any) -> list[FrameType]:
     return frames
 
 
-def awaited_leaf(task: Any) -> Any:
-    """The innermost object of the await chain that is not a coroutine (a future, usually)."""
-    leaf = None
-    for obj in coro_chain(task.get_coro()):
-        leaf = obj
-    if leaf is not None and (hasattr(leaf, "cr_frame") or hasattr(leaf, "gi_frame")):
-        return None
-    return leaf
-
-
 def frame_location(frame: FrameType) -> Location:
     code = frame.f_code
     name = getattr(code, "co_qualname", code.co_name)
