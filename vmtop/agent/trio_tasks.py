@@ -55,6 +55,7 @@ KEY = "trio"  # row keys: "trio:<n>" (tasks), "trioq:<n>" (shared channels)
 RUN_TIMEOUT = 1.0  # seconds a run has to answer a snapshot before it is reported blocked
 STACK_DEPTH = 400  # frames walked per thread looking for trio.run
 SCAN_SECONDS = 0.002  # run time a refresh spends looking for channels in tasks' frames
+SCAN_AT_LEAST = 256  # ... after the first this many tasks (a small run: all, every refresh)
 MAX_FRAMES = 64
 _STDLIB = sysconfig.get_paths()["stdlib"] + os.sep
 _VMTOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
@@ -177,7 +178,9 @@ class Channels:
 
     def scan(self, tasks: list[Any], seconds: float = SCAN_SECONDS) -> None:
         """Channels held by tasks (locals and ``self`` attributes of their await frames), and
-        tasks parked in ``receive``: a round robin under ``seconds`` a refresh."""
+        tasks parked in ``receive``: a round robin, ``SCAN_AT_LEAST`` tasks then under
+        ``seconds`` a refresh (a parent that holds its child's channel is set aside only
+        once the child was seen too)."""
         receive_cls = getattr(_trio(), "MemoryReceiveChannel", None)
         if receive_cls is None or not tasks:
             return
@@ -185,7 +188,7 @@ class Channels:
         n = len(tasks)
         start = self._cursor % n
         done = 0
-        while done < n and time.perf_counter() < deadline:
+        while done < n and (done < SCAN_AT_LEAST or time.perf_counter() < deadline):
             task = tasks[(start + done) % n]
             done += 1
             parked = getattr(task, "custom_sleep_data", None)
@@ -358,10 +361,18 @@ class TrioAdapter:
 
         out = AdapterRows()
         prev: dict[Any, tuple[float, float]] = state.setdefault("prev", {})
-        for run in self.refresh_runs():
+        spent = [0.0]  # seconds on the runs' threads (what the program paid)
+
+        def rows_of(run: TrioRun) -> tuple[LoopStats, list[ProcessRow], int]:
             t0 = time.perf_counter()
             try:
-                loop, rows, matched = run.call(lambda r=run: _run_rows(self, r, req, prev))
+                return _run_rows(self, run, req, prev)
+            finally:
+                spent[0] += time.perf_counter() - t0
+
+        for run in self.refresh_runs():
+            try:
+                loop, rows, matched = run.call(lambda r=run: rows_of(r))
             except LoopTimeout as exc:
                 runner = run.runner()
                 if runner is None or "finished" in str(exc):
@@ -381,11 +392,10 @@ class TrioAdapter:
                 )
                 out.notes.append(f"{run.name} blocked for {RUN_TIMEOUT:.1f} s: rows not read")
                 continue
-            finally:
-                out.loop_time += time.perf_counter() - t0
             out.loops.append(loop)
             out.rows += rows
             out.matched += matched
+        out.loop_time = spent[0]
         return out
 
     def detail(self, collector: Collector, key: str) -> dict[str, Any] | None:
