@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
+from rich.console import Console
 
 from tests.agent_helpers import Target, vmtop_cmd
 from vmtop.client import AgentClient
 from vmtop.records import Snapshot
+from vmtop.tui.widgets.detail import render_detail
 
 pytestmark = pytest.mark.internals  # reads thread frames and a frame's locals
 
@@ -50,6 +54,11 @@ def test_slow_actor_shows_its_inbox_and_the_message_it_handles(target: Target) -
     (inbox,) = detail["mailbox"]
     assert inbox["length"] == 300
     assert inbox["preview"][:3] == ["{'job': 1}", "{'job': 2}", "{'job': 3}"]
+    # The TUI's detail page shows both: the message handled and the next ones.
+    console = Console(width=120, record=True, file=io.StringIO())
+    console.print(render_detail(detail, None))
+    page = console.export_text()
+    assert "handling  {'job': 0}" in page and "{'job': 1}" in page
 
 
 def test_busy_actor_counts_its_messages_and_idle_one_none(target: Target) -> None:

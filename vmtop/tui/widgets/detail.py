@@ -114,6 +114,8 @@ def render_detail(data: dict[str, Any], history: ProcessHistory | None) -> Rende
             ("time", f"{units.seconds(data.get('time_total'))} in its steps since attach"),
             ("waits on", str(data.get("waiting_on") or units.DASH)),
         ]
+        if data.get("parent"):  # Trio: the task whose nursery holds it
+            facts.append(("parent", str(data["parent"])))
         if data.get("cancelling"):
             facts.append(("cancelling", "yes: a cancel was requested"))
         if data.get("done"):
@@ -123,6 +125,12 @@ def render_detail(data: dict[str, Any], history: ProcessHistory | None) -> Rende
             ("cpu", f"{units.seconds(data.get('cpu'))} thread CPU time"),
             ("daemon", "yes" if data.get("daemon") else "no"),
         ]
+        if data.get("runtime") == "pykka":  # a Pykka actor: its thread, plus what it handles
+            facts += [
+                ("actor", f"{data.get('actor_class')} {data.get('urn')}"),
+                ("messages", f"{units.count(data.get('messages_total'))} taken since attach"),
+                ("handling", str(data.get("handling") or units.DASH)),
+            ]
     elif kind == "queue":
         consumers = data.get("consumers") or []
         facts += [
