@@ -408,6 +408,31 @@ def test_no_consent_no_injection(start: Any) -> None:
     assert target.expect("echo") == "ping"
 
 
+def test_consent_is_asked_through_the_confirm_callable(start: Any) -> None:
+    # ensure_agent never reads stdin: the caller's confirm gets the question and decides.
+    target = start("idle_asyncio")
+    asked: list[str] = []
+
+    def no(question: str) -> bool:
+        asked.append(question)
+        return False
+
+    with pytest.raises(AttachError, match="nothing was loaded"):
+        ensure_agent(target.pid, inject=None, confirm=no, method="ptrace")
+    (question,) = asked
+    assert f"pid {target.pid} " in question and "no vmtop agent" in question
+    assert existing_agent(target.pid) is None
+    with pytest.raises(AttachError, match="pass --inject"):  # no confirm, no --inject: refuse
+        ensure_agent(target.pid, inject=None)
+    with pytest.raises(AttachError, match="nothing was loaded"):  # --inject still asks
+        ensure_agent(target.pid, inject=True, confirm=no, method="ptrace")
+    assert len(asked) == 2
+    path = ensure_agent(target.pid, inject=True, yes=True, confirm=no, method="ptrace")
+    assert len(asked) == 2 and path == existing_agent(target.pid)  # --yes: not asked
+    target.send("ping")
+    assert target.expect("echo") == "ping"
+
+
 def test_preflight_reports_before_touching_anything() -> None:
     with pytest.raises(AttachError, match="is vmtop itself"):
         preflight(os.getpid())

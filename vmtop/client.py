@@ -18,7 +18,7 @@ from typing import Any
 
 from vmtop import protocol as P
 from vmtop._version import __version__
-from vmtop.paths import UnsafeDirectory, check_dir, socket_path
+from vmtop.paths import UnsafeDirectory, agent_socket_path, check_dir
 from vmtop.records import KINDS, Snapshot
 
 
@@ -72,9 +72,13 @@ def agent_socket(pid: int) -> Path:
         raise ClientError(f"invalid pid {pid}")
     if not pid_exists(pid):
         raise ClientError(f"no process with pid {pid}")
-    path = socket_path(pid)
     try:
-        check_dir(path.parent)
+        where = agent_socket_path(pid)  # through /proc/PID/root for a container's process
+    except OSError:
+        raise ClientError(f"no process with pid {pid}") from None
+    path = where.path
+    try:
+        check_dir(path.parent, where.owner)
     except FileNotFoundError:
         raise NoAgent(_no_agent(pid)) from None
     except UnsafeDirectory as exc:

@@ -2,12 +2,18 @@
 
 The directory must be ours: created 0700, and checked with ``lstat`` (a directory, not a
 symlink, owned by this uid, no group/other bits) before anything is placed in or read from it.
+
+A client finds another process's agent with :func:`agent_socket_path`: where that process
+itself put it (its own pid, uid and ``XDG_RUNTIME_DIR``), seen through ``/proc/PID/root``
+when it lives in another mount namespace (a container, a ``PrivateTmp=`` service, ``unshare
+-m``), and in its own pid namespace's numbering.
 """
 
 from __future__ import annotations
 
 import os
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -57,3 +63,70 @@ def ensure_dir(uid: int | None = None) -> Path:
         pass
     check_dir(path, uid)
     return path
+
+
+@dataclass(frozen=True)
+class AgentLocation:
+    """Where ``pid``'s agent listens: ``path`` for us, ``owner`` the uid its directory must
+    have, ``theirs`` the path as the target sees it, ``foreign`` when the target lives in
+    another mount namespace (``path`` then goes through ``/proc/PID/root``)."""
+
+    path: Path
+    owner: int
+    theirs: Path
+    foreign: bool
+
+
+def _proc_status(pid: int) -> dict[str, str]:
+    out: dict[str, str] = {}
+    with open(f"/proc/{pid}/status", encoding="utf-8", errors="replace") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            out[key] = value.strip()
+    return out
+
+
+def other_mount_namespace(pid: int) -> bool:
+    """True when ``pid`` sees another file system tree than we do (False when unknown)."""
+    try:
+        return os.readlink(f"/proc/{pid}/ns/mnt") != os.readlink("/proc/self/ns/mnt")
+    except OSError:
+        return False
+
+
+def _environ(pid: int, name: str) -> str | None:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    prefix = name.encode() + b"="
+    for item in data.split(b"\0"):
+        if item.startswith(prefix):
+            return item[len(prefix) :].decode(errors="replace")
+    return None
+
+
+def agent_socket_path(pid: int) -> AgentLocation:
+    """Where ``pid``'s agent listens, or would: raises ``OSError`` when ``/proc`` says nothing.
+
+    Our own processes in our mount namespace: :func:`socket_path` (what the agent computes
+    with the same environment). Others (another user's, when we are root; another mount or
+    pid namespace): the directory that process computes, from its real uid, its pid inside
+    its own pid namespace and its ``XDG_RUNTIME_DIR`` (as it started), seen from here.
+    """
+    status = _proc_status(pid)
+    uid = int(status.get("Uid", "0").split()[0])
+    inner = int((status.get("NSpid") or str(pid)).split()[-1])
+    foreign = other_mount_namespace(pid)
+    if not foreign and uid == os.getuid() and inner == pid:
+        path = socket_path(pid)
+        return AgentLocation(path, uid, path, False)
+    root = f"/proc/{pid}/root" if foreign else ""
+    runtime = _environ(pid, "XDG_RUNTIME_DIR")
+    if runtime and os.path.isdir(root + runtime):
+        directory = Path(runtime) / "vmtop"
+    else:
+        directory = Path(f"/tmp/vmtop-{uid}")
+    theirs = directory / f"{inner}.sock"
+    return AgentLocation(Path(root + str(theirs)), uid, theirs, foreign)

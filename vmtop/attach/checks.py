@@ -4,9 +4,10 @@
 :class:`Target` or raises :class:`AttachError` with one line that says what is wrong and what
 to do. The checks, in order: the pid is a live process (not a thread, not us, not stopped or
 a zombie), it runs CPython 3.11+ (libpython or a ``python3.X`` executable mapped), it belongs to
-us (or we are root), nobody traces it yet, ptrace is allowed (Yama, CAP_SYS_PTRACE), it shares
-our mount namespace (else its socket is out of reach), it runs our Python minor version (the
-bootstrap imports *this* vmtop) and it can read our vmtop directory. Which injector runs, and
+us (or we are root), nobody traces it yet, ptrace is allowed (Yama, CAP_SYS_PTRACE), it runs
+our Python minor version (the bootstrap imports *this* vmtop) and it can read our vmtop
+directory, which it must see at the same path when it lives in another mount namespace (a
+container, ``unshare -m``; its files are then reached through ``/proc/PID/root``). Which injector runs, and
 whether it is there, is :mod:`.methods`' business.
 """
 
@@ -42,6 +43,17 @@ class Target:
     version: tuple[int, int]
     free_threaded: bool
     notes: tuple[str, ...] = field(default=())
+    foreign: bool = False  # in another mount namespace: its files are under /proc/PID/root
+
+    def view(self, path: str | os.PathLike[str]) -> Path:
+        """``path`` as the target sees it, for us (through ``/proc/PID/root`` if foreign)."""
+        return Path(f"/proc/{self.pid}/root{os.fspath(path)}") if self.foreign else Path(path)
+
+    def unview(self, path: str | os.PathLike[str]) -> str:
+        """The inverse of :meth:`view`: a path of ours as the target sees it."""
+        text = os.fspath(path)
+        prefix = f"/proc/{self.pid}/root/"
+        return text[len(prefix) - 1 :] if self.foreign and text.startswith(prefix) else text
 
     @property
     def version_text(self) -> str:
@@ -145,11 +157,28 @@ def same_mount_namespace(pid: int) -> bool | None:
         return None
 
 
+def _no_cap(who: str, uids: list[int], gids: list[int]) -> str:
+    return (
+        f"{who} runs as uid {uids[1]}, gid {gids[1]}: tracing it needs CAP_SYS_PTRACE, which "
+        "this vmtop does not have; run vmtop as that user and group, or give it the "
+        "capability (in a container: --cap-add SYS_PTRACE)"
+    )
+
+
+def same_file(ours: str, theirs: str) -> bool:
+    """Whether two paths name the same directory or file (device and inode)."""
+    try:
+        a, b = os.stat(ours), os.stat(theirs)
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
 def describe(pid: int) -> str:
     """``pid N (argv...)`` for messages; just ``pid N`` when unreadable."""
     try:
         argv = _read(f"/proc/{pid}/cmdline").split("\0")
-        cmd = " ".join(a for a in argv if a)[:80]
+        cmd = " ".join(" ".join(argv).split())[:80]  # one line, whatever the argv holds
     except OSError:
         cmd = ""
     return f"pid {pid} ({cmd})" if cmd else f"pid {pid}"
@@ -186,6 +215,8 @@ def preflight(pid: int, import_paths: list[str] | None = None) -> Target:
     try:
         exe = os.readlink(f"/proc/{pid}/exe")
     except PermissionError:
+        if me == 0 or me in uids[:3]:  # the same ptrace check guards /proc/PID/exe
+            raise AttachError(_no_cap(who, uids, gids)) from None
         raise AttachError(
             f"{who} belongs to uid {uids[0]}: run vmtop as that user (or as root)"
         ) from None
@@ -230,11 +261,21 @@ def preflight(pid: int, import_paths: list[str] | None = None) -> Target:
             "ptrace of non-child processes is blocked (kernel.yama.ptrace_scope=1): run "
             "vmtop as root, or 'sudo sysctl kernel.yama.ptrace_scope=0'"
         )
-    if same_mount_namespace(pid) is False:
-        raise AttachError(
-            f"{who} runs in another mount namespace (a container, or PrivateTmp): its agent "
-            "socket would be out of reach; run vmtop inside that namespace"
-        )
+    # The kernel lets a tracer without CAP_SYS_PTRACE attach only when its real uid and gid
+    # are the target's real, effective and saved ones (a root vmtop in a container without
+    # the capability, a setuid or setgid program).
+    same_ids = set(uids[:3]) == {os.getuid()} and set(gids[:3]) == {os.getgid()}
+    if not same_ids and not has_cap:
+        raise AttachError(_no_cap(who, uids, gids))
+    foreign = same_mount_namespace(pid) is False
+    if foreign:
+        for path in import_paths or []:
+            if not same_file(path, f"/proc/{pid}/root{path}"):
+                raise AttachError(
+                    f"{who} runs in another mount namespace (a container?) where {path}, this "
+                    "vmtop's directory, is not the same: install vmtop inside it and run it "
+                    "there, or mount this directory at the same path"
+                )
     ours = sys.version_info[:2]
     argv0 = argv[0] if argv else exe
     interpreter = argv0 if os.path.isabs(argv0) else exe
@@ -267,4 +308,5 @@ def preflight(pid: int, import_paths: list[str] | None = None) -> Target:
         gid=gids[1],
         version=(version[0], version[1]),
         free_threaded=free_threaded,
+        foreign=foreign,
     )

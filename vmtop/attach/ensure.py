@@ -2,10 +2,10 @@
 
 This is what ``vmtop top PID --inject`` and ``vmtop attach PID`` call before connecting. An
 agent that already listens is reused (attach, detach and attach again inject only once).
-Otherwise, with the user's consent (a prompt on a terminal, ``--inject``/``--yes`` in
-scripts), the pre-flight checks run, the bootstrap is injected (:mod:`.methods`: vmtop's
-ptrace injector, then gdb, then lldb on 3.11-3.13; ``sys.remote_exec`` on 3.14+) and we wait
-for it to report. Every failure is an :class:`~vmtop.attach.checks.AttachError` with one line
+Otherwise, with the user's consent (a ``confirm`` callable the CLI gives on a terminal,
+``--inject``/``--yes`` in scripts), the pre-flight checks run, the bootstrap is injected
+(:mod:`.methods`: vmtop's ptrace injector, then gdb, then lldb on 3.11-3.13;
+``sys.remote_exec`` on 3.14+) and we wait for it to report. Nothing here reads stdin. Every failure is an :class:`~vmtop.attach.checks.AttachError` with one line
 (the CLI turns it into exit code 2); Ctrl-C detaches cleanly and voids a bootstrap that has
 not run yet (its status directory disappears, which it checks before doing anything).
 """
@@ -26,13 +26,15 @@ from vmtop.attach import methods
 from vmtop.attach.bootstrap import bootstrap_source, import_paths, read_status, started_marker
 from vmtop.attach.checks import AttachError, Target, describe, preflight
 from vmtop.client import ClientError, NoAgent, agent_socket, pid_exists
-from vmtop.paths import socket_path
+from vmtop.paths import agent_socket_path
 
 DEFAULT_TIMEOUT = 15.0
 STARTED_GRACE = 10.0  # extra wait once the bootstrap runs (an import under GIL contention)
 POLL = 0.005  # the status file appears in the last step: look often
+WORKDIR_BASES = ("/tmp", "/dev/shm", "/var/tmp")  # as a target in a container sees them
 
 Progress = Callable[[str], None]
+Confirm = Callable[[str], bool]  # the question -> whether the user agreed
 
 
 def _stderr(message: str) -> None:
@@ -62,23 +64,14 @@ def existing_agent(pid: int) -> Path | None:
     return path
 
 
-def _confirm(target: Target) -> bool:
-    sys.stderr.write(
+def consent_question(target: Target) -> str:
+    """What a caller asks the user before an injection (``confirm`` receives it)."""
+    return (
         f"{describe(target.pid)} has no vmtop agent.\n"
         f"Load one into it now? vmtop stops one of its threads for about a millisecond "
         f"(ptrace; gdb or lldb if that fails) to load a small library whose thread imports "
-        f"vmtop from {import_paths()[0]} (see docs/attach.md). [y/N] "
+        f"vmtop from {import_paths()[0]} (see docs/attach.md)."
     )
-    sys.stderr.flush()
-    answer = sys.stdin.readline()
-    return answer.strip().lower() in ("y", "yes")
-
-
-def _interactive() -> bool:
-    try:
-        return sys.stdin.isatty() and sys.stderr.isatty()
-    except (AttributeError, ValueError):
-        return False
 
 
 def ensure_agent(
@@ -89,13 +82,17 @@ def ensure_agent(
     *,
     progress: Progress | None = None,
     method: str = "auto",
+    confirm: Confirm | None = None,
 ) -> Path:
     """Return the socket path of ``pid``'s agent, injecting one when needed and allowed.
 
-    ``inject``: False = never inject; True = inject (after a prompt on a terminal, unless
-    ``yes``); None = prompt on a terminal, refuse elsewhere. ``yes`` = inject without asking. ``timeout`` bounds the whole injection
-    in seconds. ``progress`` receives one-line status messages (default: stderr). ``method``:
-    "auto" or one of :data:`.methods.CHOICES` to force it.
+    ``inject``: False = never inject; True = inject (after asking ``confirm``, unless
+    ``yes``); None = inject only if ``confirm`` says yes, refuse when there is no ``confirm``.
+    ``yes`` = inject without asking. ``confirm`` receives the question
+    (:func:`consent_question`) and returns the user's answer; the CLI passes one only on a
+    terminal. ``timeout`` bounds the whole injection in seconds. ``progress`` receives
+    one-line status messages (default: stderr). ``method``: "auto" or one of
+    :data:`.methods.CHOICES` to force it. Raises :class:`AttachError` (one line).
     """
     say = progress or _stderr
     found = existing_agent(pid)
@@ -106,15 +103,14 @@ def ensure_agent(
             f"no vmtop agent in pid {pid} (and --no-inject given): start the program with "
             f"'vmtop run', or use --peek to watch it without loading anything"
         )
-    interactive = _interactive()
-    if not (inject or yes or interactive):
+    if not (inject or yes or confirm is not None):
         raise AttachError(
             f"no vmtop agent in pid {pid}: pass --inject to load one (see docs/attach.md), "
             f"or --peek to watch it without loading anything"
         )
     methods.check_choice(method)
     target = preflight(pid, import_paths())
-    if interactive and not yes and not _confirm(target):
+    if confirm is not None and not yes and not confirm(consent_question(target)):
         raise AttachError(f"no vmtop agent in pid {pid}; nothing was loaded")
     return inject_agent(target, timeout, say, method)
 
@@ -123,12 +119,12 @@ def inject_agent(target: Target, timeout: float, say: Progress, method: str = "a
     """Inject the bootstrap into a checked target and wait for its agent's socket."""
     began = time.monotonic()
     deadline = time.time() + timeout
-    workdir = Path(tempfile.mkdtemp(prefix="vmtop-attach-"))
+    workdir = _workdir(target)
     try:
         if os.geteuid() == 0 and target.uid != 0:
             os.chown(workdir, target.uid, target.gid)  # the target writes its status here
         status = workdir / "status.json"
-        source = bootstrap_source(status, deadline, import_paths())
+        source = bootstrap_source(target.unview(status), deadline, import_paths())
         planned = methods.plan(target, method)
         say(
             f"loading the agent into pid {target.pid} (Python {target.version_text}, "
@@ -141,6 +137,21 @@ def inject_agent(target: Target, timeout: float, say: Progress, method: str = "a
         shutil.rmtree(workdir, ignore_errors=True)
     say(f"agent loaded in pid {target.pid} in {time.monotonic() - began:.1f} s")
     return result
+
+
+def _workdir(target: Target) -> Path:
+    """A new private directory (0700) for the attach's status files, where both we and the
+    target can reach it: our temporary directory, or for a target in another mount
+    namespace its own ``/tmp`` (``/dev/shm``, ``/var/tmp``) through ``/proc/PID/root``."""
+    if not target.foreign:
+        return Path(tempfile.mkdtemp(prefix="vmtop-attach-"))
+    for base in WORKDIR_BASES:
+        with contextlib.suppress(OSError):
+            return Path(tempfile.mkdtemp(prefix="vmtop-attach-", dir=target.view(base)))
+    raise AttachError(
+        f"pid {target.pid} runs in another mount namespace and none of "
+        f"{', '.join(WORKDIR_BASES)} is writable there: nothing was loaded"
+    )
 
 
 def _wait(target: Target, status: Path, deadline: float, state: str) -> Path:
@@ -179,9 +190,12 @@ def _check_status(pid: int, data: dict[str, object]) -> Path:
         raise _late(pid)  # it ran just after the deadline and did nothing
     if not data.get("ok"):
         raise AttachError(f"the agent did not start in pid {pid}: {data.get('error')}")
-    path = Path(str(data.get("socket")))
-    expected = socket_path(pid)
-    if path != expected:
+    path = Path(str(data.get("socket")))  # as the target sees it
+    try:
+        expected = agent_socket_path(pid)
+    except OSError:
+        raise AttachError(f"pid {pid} exited during the attach") from None
+    if path != expected.theirs:
         hint = (
             "unset XDG_RUNTIME_DIR"
             if str(path.parent).startswith("/tmp/vmtop-")
@@ -189,12 +203,20 @@ def _check_status(pid: int, data: dict[str, object]) -> Path:
         )
         raise AttachError(
             f"the agent in pid {pid} listens on {path}, but this vmtop looks in "
-            f"{expected.parent} (the two see a different XDG_RUNTIME_DIR): rerun with {hint}"
+            f"{expected.theirs.parent} (the two see a different XDG_RUNTIME_DIR): rerun with "
+            f"{hint}"
         )
     with contextlib.suppress(OSError):
-        if path.exists():
-            return path
+        if expected.path.exists():
+            return expected.path
     raise AttachError(f"the agent in pid {pid} reported {path}, which does not exist")
 
 
-__all__ = ["DEFAULT_TIMEOUT", "ensure_agent", "existing_agent", "inject_agent"]
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "Confirm",
+    "consent_question",
+    "ensure_agent",
+    "existing_agent",
+    "inject_agent",
+]

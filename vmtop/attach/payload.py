@@ -65,10 +65,13 @@ def _usable(target: Target, directory: str) -> bool:
 
 
 def write(target: Target, source: str, own_dir: Path | None) -> tuple[str, Path]:
-    """Write a fresh copy; returns (its path for the target, its path for us)."""
+    """Write a fresh copy; returns (its path for the target, its path for us).
+
+    ``own_dir``: the attach's private directory, our path to it (through ``/proc/PID/root``
+    for a target in another mount namespace); tried first, then :data:`FALLBACK_DIRS`."""
     data = patched(source)
     tried = []
-    dirs = [str(own_dir)] if own_dir is not None else []
+    dirs = [target.unview(own_dir)] if own_dir is not None else []
     for directory in [*dirs, *FALLBACK_DIRS]:
         tried.append(directory)
         if not _usable(target, directory):

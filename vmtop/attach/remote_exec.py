@@ -42,7 +42,7 @@ def inject(target: Target, source: str, deadline: float, status_path: Path) -> s
     if os.geteuid() == 0 and target.uid != 0:
         os.chown(script, target.uid, target.gid)
     try:
-        remote_exec(target.pid, str(script))
+        remote_exec(target.pid, target.unview(script))
     except PermissionError:
         raise AttachError(
             f"sys.remote_exec may not write into pid {target.pid}: run as its user or root "

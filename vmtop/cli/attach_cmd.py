@@ -81,6 +81,7 @@ def connect(args: argparse.Namespace) -> Any:
         except ClientError as exc:
             raise CliError(str(exc)) from None
     from vmtop.attach import AttachError, ensure_agent
+    from vmtop.cli.consent import terminal_confirm
 
     try:
         ensure_agent(
@@ -89,6 +90,7 @@ def connect(args: argparse.Namespace) -> Any:
             yes=args.yes,
             timeout=INJECT_TIMEOUT,
             method=args.method,
+            confirm=terminal_confirm(),
         )
     except AttachError as exc:  # no agent and none may or could be loaded: one line
         raise CliError(str(exc)) from None

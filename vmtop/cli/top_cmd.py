@@ -12,6 +12,7 @@ from typing import Any
 
 from vmtop.attach import DEFAULT_TIMEOUT, AttachError, ensure_agent
 from vmtop.cli import options
+from vmtop.cli.consent import terminal_confirm
 from vmtop.cli.errors import CliError
 from vmtop.client import AgentClient, ClientError
 from vmtop.fleet.multi import Fleet
@@ -126,7 +127,14 @@ def run(args: argparse.Namespace) -> int:
         if args.peek:
             client = PeekSource(args.pid).connect()
         else:
-            ensure_agent(args.pid, args.inject, args.yes, DEFAULT_TIMEOUT, method=args.method)
+            ensure_agent(
+                args.pid,
+                args.inject,
+                args.yes,
+                DEFAULT_TIMEOUT,
+                method=args.method,
+                confirm=terminal_confirm(),
+            )
             client = Fleet(args.pid) if args.subprocesses else AgentClient(args.pid)
             client.connect()
     except (ClientError, AttachError) as exc:

@@ -1,0 +1,229 @@
+"""Containers and permissions: another mount namespace, a noexec /tmp, no CAP_SYS_PTRACE.
+
+Each target runs under ``unshare -m`` with a private tmpfs on its ``/tmp`` (and, for some,
+noexec tmpfs mounts over ``/tmp``, ``/dev/shm`` and ``/var/tmp``): the status directory, the
+library and the agent's socket live where the target sees them, reached from here through
+``/proc/PID/root``. Needs root (``unshare -m``, ``mount``); the same-namespace cases are in
+test_attach.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from vmtop.attach.checks import AttachError
+from vmtop.attach.ensure import ensure_agent, existing_agent
+from vmtop.attach.methods import unavailable
+from vmtop.client import AgentClient
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _unshare_works() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root (unshare -m, mount)"
+    probe = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", "mount -t tmpfs tmpfs /mnt"],
+        capture_output=True,
+        text=True,
+    )
+    return None if probe.returncode == 0 else f"unshare -m fails here: {probe.stderr.strip()}"
+
+
+WHY = _unshare_works()
+pytestmark = [
+    pytest.mark.skipif(WHY is not None, reason=str(WHY)),
+    pytest.mark.skipif(unavailable("ptrace") is not None, reason=str(unavailable("ptrace"))),
+]
+
+# An asyncio program that prints "ready", then each line it reads back, so the test can see it
+# still runs after the injection. It never imports vmtop.
+TARGET = """
+import asyncio, sys
+async def main():
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    print("ready", flush=True)
+    while line := await reader.readline():
+        print("echo " + line.decode().strip(), flush=True)
+asyncio.run(main())
+"""
+
+
+class Contained:
+    """A target in its own mount namespace, with tmpfs mounts of its own."""
+
+    def __init__(self, mounts: list[str]) -> None:
+        script = " && ".join([*mounts, 'exec "$0" -c "$1"'])
+        self.proc = subprocess.Popen(
+            ["unshare", "-m", "--propagation", "private", "sh", "-c", script]
+            + [os.path.realpath(sys.executable), TARGET],  # the venv may be hidden
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().strip()
+        assert line == "ready", self.proc.stderr.read() if self.proc.stderr else line
+        self.pid = self.proc.pid  # unshare and sh exec: the same process
+
+    def echo(self, text: str) -> str:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(text + "\n")
+        self.proc.stdin.flush()
+        return self.proc.stdout.readline().strip()
+
+    def libraries(self) -> list[str]:
+        """Paths of vmtop's injected libraries mapped into the target."""
+        with open(f"/proc/{self.pid}/maps") as f:
+            return sorted({line.split()[5] for line in f if "vmtop-agent-" in line})
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def tmpfs(path: str, *options: str) -> str:
+    flags = f"-o {','.join(options)} " if options else ""
+    return f"mount -t tmpfs {flags}tmpfs {path}"
+
+
+@pytest.fixture
+def contained() -> Iterator[list[Contained]]:
+    made: list[Contained] = []
+    yield made
+    for target in made:
+        target.stop()
+
+
+def start(contained: list[Contained], *mounts: str) -> Contained:
+    target = Contained(list(mounts))
+    contained.append(target)
+    return target
+
+
+def test_private_tmp_inject_then_find_the_agent_again(contained: list[Contained]) -> None:
+    target = start(contained, tmpfs("/tmp"))
+    path = ensure_agent(target.pid, inject=True, yes=True, timeout=15, method="ptrace")
+    # The agent made its socket in its own /tmp, which only /proc/PID/root shows us.
+    assert str(path) == f"/proc/{target.pid}/root/tmp/vmtop-0/{target.pid}.sock"
+    assert not Path(f"/tmp/vmtop-0/{target.pid}.sock").exists()
+    # The library came from the attach's status directory in the target's /tmp.
+    (library,) = target.libraries()
+    assert library.startswith("/tmp/vmtop-attach-") and not Path(library).parent.exists()
+    leftovers = [n for n in os.listdir(f"/proc/{target.pid}/root/tmp") if "attach" in n]
+    assert leftovers == []  # the status directory is gone
+    with AgentClient(target.pid) as client:
+        assert client.snapshot(limit=5).node.pid == target.pid
+    assert existing_agent(target.pid) == path  # found again without injecting
+    assert target.echo("still there") == "echo still there"
+
+
+def test_cli_top_injects_into_a_private_tmp_target(contained: list[Contained]) -> None:
+    target = start(contained, tmpfs("/tmp"))
+    cmd = [sys.executable, "-m", "vmtop", "top", str(target.pid), "--once", "--json"]
+    first = subprocess.run(
+        [*cmd, "--inject", "--yes", "--method", "ptrace"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["node"]["pid"] == target.pid
+    again = subprocess.run(
+        [*cmd, "--no-inject"], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    assert again.returncode == 0, again.stderr
+    assert target.echo("after") == "echo after"
+
+
+def test_noexec_tmp_maps_the_library_from_dev_shm(contained: list[Contained]) -> None:
+    target = start(contained, tmpfs("/tmp", "noexec"))
+    ensure_agent(target.pid, inject=True, yes=True, timeout=15, method="ptrace")
+    (library,) = target.libraries()
+    assert library.startswith("/dev/shm/vmtop-agent-"), library
+    assert target.echo("x") == "echo x"
+
+
+def test_noexec_everywhere_is_one_line_and_changes_nothing(contained: list[Contained]) -> None:
+    target = start(
+        contained,
+        tmpfs("/tmp", "noexec"),
+        tmpfs("/dev/shm", "noexec"),
+        tmpfs("/var/tmp", "noexec"),
+    )
+    with pytest.raises(AttachError) as info:
+        ensure_agent(target.pid, inject=True, yes=True, timeout=15, method="ptrace")
+    message = str(info.value)
+    assert "\n" not in message
+    assert "no directory where the target can map a library" in message
+    assert "/tmp" in message and "/dev/shm" in message and "/var/tmp" in message
+    assert target.libraries() == [] and existing_agent(target.pid) is None
+    assert target.echo("unharmed") == "echo unharmed"
+
+
+def test_a_namespace_without_this_vmtop_is_refused_before_anything(
+    contained: list[Contained],
+) -> None:
+    # The target sees an empty directory where this vmtop lives (a container without it).
+    target = start(contained, tmpfs("/tmp"), tmpfs(str(ROOT)))
+    with pytest.raises(AttachError) as info:
+        ensure_agent(target.pid, inject=True, yes=True, timeout=15, method="ptrace")
+    message = str(info.value)
+    assert "another mount namespace" in message and str(ROOT) in message
+    assert "\n" not in message
+    assert target.libraries() == []
+    assert os.listdir(f"/proc/{target.pid}/root/tmp") == []  # not even a status directory
+    assert target.echo("unharmed") == "echo unharmed"
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="setpriv is not installed")
+def test_root_without_cap_sys_ptrace_is_told_before_anything() -> None:
+    # A target whose gid differs from ours may be traced only with CAP_SYS_PTRACE (a root
+    # vmtop in a container without --cap-add SYS_PTRACE): one line, exit 2, target untouched.
+    python = os.path.realpath(sys.executable)
+    target = subprocess.Popen(
+        ["setpriv", "--regid=65534", "--clear-groups", python, "-c", TARGET],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert target.stdout is not None and target.stdin is not None
+        assert target.stdout.readline().strip() == "ready"
+        without = ["setpriv", "--inh-caps=-sys_ptrace", "--bounding-set=-sys_ptrace"]
+        cmd = [sys.executable, "-m", "vmtop", "top", str(target.pid), "--once", "--json"]
+        refused = subprocess.run(
+            [*without, *cmd, "--inject", "--yes"], capture_output=True, text=True, cwd=ROOT
+        )
+        assert refused.returncode == 2
+        (line,) = refused.stderr.strip().splitlines()
+        assert "needs CAP_SYS_PTRACE" in line and "gid 65534" in line
+        assert existing_agent(target.pid) is None
+        allowed = subprocess.run(  # with the capability, root may
+            [*cmd, "--inject", "--yes", "--method", "ptrace"],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
+        assert allowed.returncode == 0, allowed.stderr
+        target.stdin.write("ok\n")
+        target.stdin.flush()
+        assert target.stdout.readline().strip() == "echo ok"
+    finally:
+        target.kill()
+        target.wait()
