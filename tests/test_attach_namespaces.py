@@ -9,9 +9,11 @@ test_attach.py.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -62,10 +64,11 @@ asyncio.run(main())
 class Contained:
     """A target in its own mount namespace, with tmpfs mounts of its own."""
 
-    def __init__(self, mounts: list[str]) -> None:
+    def __init__(self, mounts: list[str], pid_namespace: bool = False) -> None:
         script = " && ".join([*mounts, 'exec "$0" -c "$1"'])
+        pid_flags = ["-p", "-f", "--mount-proc"] if pid_namespace else []
         self.proc = subprocess.Popen(
-            ["unshare", "-m", "--propagation", "private", "sh", "-c", script]
+            ["unshare", "-m", *pid_flags, "--propagation", "private", "sh", "-c", script]
             + [os.path.realpath(sys.executable), TARGET],  # the venv may be hidden
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -76,6 +79,10 @@ class Contained:
         line = self.proc.stdout.readline().strip()
         assert line == "ready", self.proc.stderr.read() if self.proc.stderr else line
         self.pid = self.proc.pid  # unshare and sh exec: the same process
+        if pid_namespace:  # unshare forked it: pid 1 in there
+            with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as f:
+                (child,) = f.read().split()
+            self.pid = int(child)
 
     def echo(self, text: str) -> str:
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -89,6 +96,9 @@ class Contained:
             return sorted({line.split()[5] for line in f if "vmtop-agent-" in line})
 
     def stop(self) -> None:
+        if self.pid != self.proc.pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
         self.proc.kill()
         self.proc.wait()
         for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
@@ -109,8 +119,8 @@ def contained() -> Iterator[list[Contained]]:
         target.stop()
 
 
-def start(contained: list[Contained], *mounts: str) -> Contained:
-    target = Contained(list(mounts))
+def start(contained: list[Contained], *mounts: str, pid_namespace: bool = False) -> Contained:
+    target = Contained(list(mounts), pid_namespace)
     contained.append(target)
     return target
 
@@ -130,6 +140,15 @@ def test_private_tmp_inject_then_find_the_agent_again(contained: list[Contained]
         assert client.snapshot(limit=5).node.pid == target.pid
     assert existing_agent(target.pid) == path  # found again without injecting
     assert target.echo("still there") == "echo still there"
+
+
+def test_own_pid_namespace_agent_found_under_its_inner_pid(contained: list[Contained]) -> None:
+    target = start(contained, tmpfs("/tmp"), pid_namespace=True)
+    path = ensure_agent(target.pid, inject=True, yes=True, timeout=15, method="ptrace")
+    assert str(path) == f"/proc/{target.pid}/root/tmp/vmtop-0/1.sock"  # pid 1 in there
+    with AgentClient(target.pid) as client:
+        assert client.snapshot(limit=5).node.pid == 1  # the agent reports its own view
+    assert target.echo("inner") == "echo inner"
 
 
 def test_cli_top_injects_into_a_private_tmp_target(contained: list[Contained]) -> None:
