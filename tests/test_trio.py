@@ -68,7 +68,8 @@ def test_channel_backlog_is_its_consumers_mailbox(target: Target) -> None:
     first = snap.rows[0]
     assert first.name == "backlog-consumer" and first.mailbox == target.ready["backlog"]
     assert first.current is not None and first.current.function == "backlog_consumer"
-    assert first.waiting_on == "sleep 0.02s" and first.state == "waiting"
+    # Between its 20 ms sleeps it is parked, or queued to run once the sleep ended.
+    assert (first.state, first.waiting_on) in {("waiting", "sleep 0.02s"), ("ready", "")}
     assert first.parent == "__main__.main" and first.loop == "trio-MainThread"
     (box,) = detail["mailbox"]
     assert box["length"] == target.ready["backlog"] and box["maxsize"] is None  # inf
@@ -98,6 +99,27 @@ def test_vmtop_top_shows_trio_rows(target: Target) -> None:
         assert name in out.stdout
 
 
+def test_blocking_call_shows_in_the_runs_lag(target: Target) -> None:
+    with AgentClient(target.pid) as client:
+        first = client.snapshot(limit=1)
+        target.send("block 0.3")
+        target.read_until("blocked")
+        # The probe wakes at most 25 ms after the block ends: wait until it has noted it.
+        snap = client.snapshot(limit=1)
+        deadline = time.monotonic() + 10
+        while _trio_loop(snap).lag_max_total == _trio_loop(first).lag_max_total:
+            assert time.monotonic() < deadline, "the lag probe noted nothing"
+            time.sleep(0.05)
+            snap = client.snapshot(limit=1)
+    loop = _trio_loop(snap)
+    assert loop.lag_max is not None and loop.lag_max >= 0.25
+
+
+def _trio_loop(snap: Snapshot) -> Any:
+    (loop,) = [x for x in snap.node.loops if x.name == "trio-MainThread"]
+    return loop
+
+
 def hooks(t: Target) -> dict[str, Any]:
     t.send("hooks")
     return t.read_until("hooks")
@@ -110,17 +132,18 @@ def test_agent_started_inside_trio_and_hooks_removed_at_detach() -> None:
             "instruments": 0,
             "step_hook": False,
             "receive_hooked": False,
+            "probes": 0,
         }
         with AgentClient(t.pid) as client:
             snap = client.snapshot(sort="mailbox", limit=3, kinds=("task",))
             attached = hooks(t)
         assert snap.rows[0].name == "backlog-consumer" and snap.rows[0].mailbox == 500
         assert attached["instruments"] == 1 and attached["step_hook"]
-        assert attached["receive_hooked"]
+        assert attached["receive_hooked"] and attached["probes"] == 1
         # The agent sees the client leave on its own thread: wait until it has.
         deadline = time.monotonic() + 10
         after = hooks(t)
-        while after["instruments"] and time.monotonic() < deadline:
+        while (after["instruments"] or after["probes"]) and time.monotonic() < deadline:
             time.sleep(0.05)
             after = hooks(t)
         assert after == {
@@ -128,4 +151,5 @@ def test_agent_started_inside_trio_and_hooks_removed_at_detach() -> None:
             "instruments": 0,
             "step_hook": False,
             "receive_hooked": False,
+            "probes": 0,
         }

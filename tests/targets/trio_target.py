@@ -4,8 +4,8 @@ Tasks: "scripted" (on "wake" it makes exactly STEPS checkpoints, then prints
 scripted_done), "backlog-consumer" (a memory channel with BACKLOG items: it takes one, puts
 it back and sleeps, so the backlog stays), "worker-0"/"worker-1" (share one channel),
 "idle-receiver" (parked in receive() on an empty channel since the start), "hot" (CPU in
-short steps). Commands: "wake", "hooks" (print whether an instrument and vmtop's channel hook
-are in), "quit N". With ``--start`` the program calls
+short steps). Commands: "wake", "hooks" (print whether an instrument, vmtop's channel hook
+and its lag probe are in), "block S" (time.sleep(S) on the run's thread), "quit N". With ``--start`` the program calls
 ``vmtop.agent.start()`` itself, from inside the run (run it with plain ``python``).
 Prints one JSON object per line; the first is {"ready": true, ...}.
 """
@@ -14,6 +14,7 @@ import json
 import math
 import sys
 import threading
+import time
 
 import trio
 
@@ -81,6 +82,7 @@ def hooks():
         instruments=len(runner.instruments.get("_all", {})),
         step_hook="before_task_step" in runner.instruments,
         receive_hooked=trio.MemoryReceiveChannel.receive_nowait is not ORIGINAL_RECEIVE_NOWAIT,
+        probes=sum(t.name == "<vmtop lag probe>" for t in runner.system_nursery.child_tasks),
     )
 
 
@@ -91,6 +93,9 @@ def read_stdin(token, scripted, done):
             trio.from_thread.run_sync(scripted.wake, trio_token=token)
         elif cmd == "hooks":
             trio.from_thread.run_sync(hooks, trio_token=token)
+        elif cmd == "block":
+            trio.from_thread.run_sync(time.sleep, float(arg), trio_token=token)
+            say(blocked=float(arg))
         elif cmd == "quit":
             done["code"] = int(arg or 0)
             trio.from_thread.run_sync(done["cancel"].cancel, trio_token=token)

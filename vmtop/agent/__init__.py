@@ -86,6 +86,7 @@ def _drop_hooks_in_child(collector: Collector) -> None:
         collector._lock = threading.RLock()
         collector.steps._lock = threading.Lock()
         collector.mailboxes._lock = threading.Lock()
+        collector.adapters._lock = threading.Lock()
         for probe in collector.probes.values():
             probe._stopped = True  # its pending timer (if this loop runs on) re-arms nothing
         collector.probes.clear()

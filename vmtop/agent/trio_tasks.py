@@ -14,7 +14,8 @@ the run's own thread, queued with ``runner.entry_queue.run_sync_soon`` (what
 - rows: the task tree from ``trio.lowlevel.current_root_task()`` (Trio's own system tasks,
   named ``<...>``, left out); current function and what it waits on from
   ``Task.iter_await_frames()``; the parent is the task whose nursery holds it;
-- the node header gets one ``LoopStats`` per run, from ``current_statistics()``;
+- the node header gets one ``LoopStats`` per run, from ``current_statistics()``, with the
+  lag of a system task that sleeps 25 ms and notes how late it wakes (``TrioLagProbe``);
 - mailboxes: a ``MemoryReceiveChannel``'s consumers are the tasks seen calling
   ``receive_nowait`` (which ``receive`` starts with; wrapped while attached), the tasks parked
   in its ``receive``, and — until one of those is seen — the tasks that hold it in a local or
@@ -39,6 +40,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from vmtop.agent.lag import LagProbe
 from vmtop.agent.loops import LoopTimeout
 from vmtop.agent.memory import estimate
 from vmtop.agent.tasks import frame_location
@@ -218,6 +220,41 @@ class Channels:
         return own, shared
 
 
+class TrioLagProbe(LagProbe):
+    """A system task of the run that sleeps ``INTERVAL`` and notes how late it wakes (what
+    ``LagProbe`` does with ``call_later`` on an asyncio loop); started and cancelled on the
+    run's thread. Its name starts with ``<``, like Trio's own system tasks: not a row."""
+
+    def __init__(self) -> None:
+        super().__init__(None)  # type: ignore[arg-type]
+        self._scope: Any = None
+
+    def start(self) -> None:
+        trio = _trio()
+        self.last_tick = time.monotonic()
+        trio.lowlevel.spawn_system_task(self._probe, name="<vmtop lag probe>")
+
+    async def _probe(self) -> None:
+        trio = _trio()
+        with trio.CancelScope() as scope:
+            self._scope = scope
+            if self._stopped:
+                return
+            while True:
+                expected = trio.current_time() + self.interval
+                await trio.sleep_until(expected)
+                lag = max(0.0, trio.current_time() - expected)
+                now = time.monotonic()
+                self.last_tick = now
+                self.samples.append((now, lag))
+                self.max_total = max(self.max_total, lag)
+
+    def stop(self) -> None:
+        self._stopped = True
+        if self._scope is not None:
+            self._scope.cancel()
+
+
 @dataclass
 class TrioRun:
     """One ``trio.run`` on one thread, while a client is attached."""
@@ -226,6 +263,7 @@ class TrioRun:
     ident: int
     thread_name: str
     instrument: StepInstrument = field(default_factory=StepInstrument)
+    lag: TrioLagProbe = field(default_factory=lambda: TrioLagProbe())
     ids: Any = field(default_factory=weakref.WeakKeyDictionary)  # task -> n
     tasks_by_id: Any = field(default_factory=weakref.WeakValueDictionary)
 
@@ -345,16 +383,18 @@ class TrioAdapter:
                 run = self.runs[key] = TrioRun(weakref.ref(runner), ident, _thread_name(ident))
                 instrument = run.instrument
                 run.post(lambda i=instrument: _trio().lowlevel.add_instrument(i))
+                run.post(run.lag.start)
             return list(self.runs.values())
 
     def detach(self) -> None:
         with self._lock:
             runs, self.runs = list(self.runs.values()), {}
+        self.channels.uninstall()
         if os.getpid() != self._pid:
             return  # a forked child: the run (and its locks) belong to the parent
-        self.channels.uninstall()
         for run in runs:
             run.post(lambda i=run.instrument: _remove_instrument(i))
+            run.post(run.lag.stop)
 
     def snapshot(self, collector: Collector, state: dict[str, Any], req: Any) -> AdapterRows:
         from vmtop.agent.adapters import AdapterRows
@@ -385,7 +425,7 @@ class TrioAdapter:
                         thread_id=run.ident,
                         tasks=len(getattr(runner, "tasks", ()) or ()),
                         ready=len(getattr(runner, "runq", ()) or ()),
-                        blocked_for=RUN_TIMEOUT,
+                        blocked_for=max(RUN_TIMEOUT, run.lag.blocked_for()),
                         blocked_stack=tuple(stack_of(frame)),
                         note="trio run",
                     )
@@ -460,12 +500,17 @@ def _run_rows(
     stats = trio.lowlevel.current_statistics()
     tasks = all_tasks()
     io = getattr(getattr(stats, "io_statistics", None), "backend", "?")
+    p50, p99, lmax = run.lag.figures()
     loop = LoopStats(
         name=run.name,
         thread=run.thread_name,
         thread_id=run.ident,
         tasks=int(stats.tasks_living),
         ready=int(stats.tasks_runnable),
+        lag_p50=p50,
+        lag_p99=p99,
+        lag_max=lmax,
+        lag_max_total=run.lag.max_total,
         note=f"trio run ({io}); run_sync_soon queue {stats.run_sync_soon_queue_size}",
     )
     channels = adapter.channels
