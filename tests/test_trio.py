@@ -79,8 +79,10 @@ def test_channel_backlog_is_its_consumers_mailbox(target: Target) -> None:
 def test_shared_channel_gets_a_row_and_idle_receiver_an_empty_mailbox(target: Target) -> None:
     with AgentClient(target.pid) as client:
         snap = client.snapshot(limit=100)
+        (queue,) = [r for r in snap.rows if r.kind == "queue" and r.runtime == "trio"]
+        detail = client.detail(queue.key)
     rows = by_name(snap)
-    (queue,) = [r for r in snap.rows if r.kind == "queue" and r.runtime == "trio"]
+    assert detail["consumers"] == ["worker-0", "worker-1"] and detail["length"] == 0
     assert queue.consumers == 2 and queue.mailbox == 0 and queue.putters == 0
     assert "worker-0" in queue.name and "worker-1" in queue.name
     assert rows["worker-0"].mailbox is None  # shared: not one worker's mailbox

@@ -53,7 +53,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("vmtop.agent")
 
-KEY = "trio"  # row keys: "trio:<n>" (tasks), "trioq:<n>" (shared channels)
+KEY = "trio"  # row keys: "trio:<n>" (tasks)
+QUEUE_KEY = "trioq"  # ... and "trioq:<n>" (shared channels)
 RUN_TIMEOUT = 1.0  # seconds a run has to answer a snapshot before it is reported blocked
 STACK_DEPTH = 400  # frames walked per thread looking for trio.run
 SCAN_SECONDS = 0.002  # run time a refresh spends looking for channels in tasks' frames
@@ -440,10 +441,15 @@ class TrioAdapter:
 
     def detail(self, collector: Collector, key: str) -> dict[str, Any] | None:
         kind, _, ident = key.partition(":")
-        if kind != KEY or not ident.isdigit():
+        if kind not in (KEY, QUEUE_KEY) or not ident.isdigit():
             return None
         from vmtop.agent.detail import NotFound
 
+        if kind == QUEUE_KEY:
+            found = _channel_detail(self.channels, key, int(ident))
+            if found is None:
+                raise NotFound(f"no shared trio channel {key}")
+            return found
         for run in list(self.runs.values()):
             task = run.tasks_by_id.get(int(ident))
             if task is not None:
@@ -641,7 +647,7 @@ def _channel_row(info: Channel, consumers: list[Any], req: Any) -> ProcessRow | 
         except Exception:
             memory = None
     return ProcessRow(
-        key=f"trioq:{info.seq}",
+        key=f"{QUEUE_KEY}:{info.seq}",
         kind="queue",
         id=f"tq{info.seq}",
         name=name,
@@ -653,6 +659,29 @@ def _channel_row(info: Channel, consumers: list[Any], req: Any) -> ProcessRow | 
         runtime="trio",
         notes=("trio memory channel with several receiving tasks",),
     )
+
+
+def _channel_detail(channels: Channels, key: str, seq: int) -> dict[str, Any] | None:
+    """A shared channel's page (read from the agent's thread: a copy of its buffer and a few
+    counters, each read whole under the GIL)."""
+    from vmtop.agent.detail import safe_repr
+
+    for info in list(channels.by_state.values()):
+        state = info.ref()
+        if info.seq != seq or state is None:
+            continue
+        stats = state.statistics()
+        return {
+            "key": key,
+            "kind": "queue",
+            "runtime": "trio",
+            "name": f"MemoryChannel#{seq}",
+            "length": int(stats.current_buffer_used),
+            "putters": int(stats.tasks_waiting_send),
+            "consumers": sorted(t.name for t in info.consumer_tasks()),
+            "preview": [safe_repr(x) for x in list(getattr(state, "data", ()))[:10]],
+        }
+    return None
 
 
 def _task_detail(adapter: TrioAdapter, run: TrioRun, key: str, task: Any) -> dict[str, Any]:
