@@ -564,7 +564,7 @@ def _sort_key(req: Any, steps: float, secs: float, total: Any, mailbox: int | No
         return float(total[1] if req.accumulate else secs)
     if req.sort == "mailbox":
         return -1.0 if mailbox is None else float(mailbox)
-    return 0.0  # memory: estimated for the rows shown only
+    return float(steps)  # memory: estimated for the rows returned only, the busiest
 
 
 def _first(item: tuple[Any, ...]) -> float:
