@@ -28,22 +28,13 @@ from types import FrameType, TracebackType
 from typing import Any, overload
 
 from profilers.alloc_analysis import OWN_FILES, Aggregate, Group, SiteDiff, growth
+from profilers.alloc_limits import DEFAULT_NFRAME, check_nframe
 from profilers.alloc_report import AllocationReport
 from profilers.calling import call_now, function_name
 from profilers.report import Report
 
 __all__ = ["AllocationRecorder", "Allocations", "allocations", "run_allocations"]
 
-DEFAULT_NFRAME = 25
-MAX_NFRAME = 65535  # tracemalloc's own limit
-
-
-def check_nframe(nframe: int) -> int:
-    if isinstance(nframe, bool) or not isinstance(nframe, int):
-        raise TypeError(f"nframe must be an int, not {type(nframe).__name__}")
-    if not 1 <= nframe <= MAX_NFRAME:
-        raise ValueError(f"nframe must be between 1 and {MAX_NFRAME}, not {nframe}")
-    return nframe
 
 
 class AllocationRecorder:

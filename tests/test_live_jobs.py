@@ -157,6 +157,8 @@ def test_one_job_of_a_kind_at_a_time_and_cancel_ends_it_early(
         ("sample", {"rate": 0}, "'rate' must be"),
         ("sample", {"_sampler": 1}, "unknown sample option '_sampler'"),
         ("allocations", {"depth": 0}, "'depth' must be"),
+        # One limit for the command and the job: tracemalloc's own (profilers/alloc_limits.py).
+        ("allocations", {"depth": 65536}, r"'depth' must be an integer in \[1, 65535\]"),
         ("calls", {"thread": 7}, "'thread' must be"),
     ],
 )

@@ -165,7 +165,7 @@ def test_ctrl_c_stops_early_and_still_writes(target: subprocess.Popen[str], tmp_
         (["1", "-d", "1", "-o", "out.txt"], "unknown output format '.txt'"),
         (["-d", "1", "-o", "out.svg"], "give a PID to record"),
         (["999999", "-d", "1", "-o", "out.svg"], "no process with pid 999999"),
-        (["1", "-d", "0", "-o", "out.svg"], "duration must be positive"),
+        (["1", "-d", "0", "-o", "out.svg"], "duration must be between 0 and 604800 s"),
         (["1", "-d", "1", "-o", "/no/such/dir/out.svg"], "no directory"),
     ],
 )

@@ -10,22 +10,13 @@ option and the target are checked before the program runs.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
-import traceback
-from collections.abc import Callable
 from typing import Any
 
+from profilers.alloc_limits import DEFAULT_NFRAME
 from vmtop.cli import options
-from vmtop.cli import target as target_module
-from vmtop.cli.common import check_output, output_epilog, save_report
+from vmtop.cli.common import Outcome, check_output, output_epilog, print_report, save_report
 from vmtop.cli.live_jobs import add_live_arguments, check_live_options, run_live
 from vmtop.cli.target import add_target_arguments, target_runner
-
-MAX_DEPTH = 65535  # tracemalloc's own limit
-DEFAULT_DEPTH = 25
-# Frames of these files are the runner, not the program (tracebacks of the program's errors).
-_RUNNER_FILES = (os.path.abspath(__file__), os.path.abspath(target_module.__file__))
 
 EPILOG = f"""\
 {output_epilog()}
@@ -54,10 +45,10 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--depth",
-        type=depth,
-        default=DEFAULT_DEPTH,
+        type=options.depth,
+        default=DEFAULT_NFRAME,
         metavar="N",
-        help=f"frames kept per allocation (tracemalloc nframe; default {DEFAULT_DEPTH})",
+        help=f"frames kept per allocation (tracemalloc nframe; default {DEFAULT_NFRAME})",
     )
     p.add_argument(
         "-o",
@@ -95,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         return run_live(args, "allocations")
     check_live_options(args)
     check_output(args.output)
-    name, runner = resolve_target(args)
+    name, runner = target_runner(args)
     outcome = Outcome("allocations")
     # runpy imports pkgutil on first use: import it now, or its code would count as the program's.
     import pkgutil  # noqa: F401
@@ -111,71 +102,3 @@ def run(args: argparse.Namespace) -> int:
     if args.output is not None:
         save_report(report, args.output)
     return outcome.code
-
-
-# -- shared with `vmtop gc` -------------------------------------------------------------------------
-def depth(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"depth must be a whole number, not {text!r}") from None
-    if not 1 <= value <= MAX_DEPTH:
-        raise argparse.ArgumentTypeError(f"depth must be between 1 and {MAX_DEPTH}, not {value}")
-    return value
-
-
-def resolve_target(args: argparse.Namespace) -> tuple[str, Callable[[], object]]:
-    """The program to run; a missing script or module is a CliError before anything runs."""
-    return target_runner(args)
-
-
-class Outcome:
-    """The program's exit code; its errors are printed as Python would, the report still made."""
-
-    def __init__(self, command: str) -> None:
-        self.command = command
-        self.code = 0
-
-    def wrap(self, runner: Callable[[], object]) -> Callable[[], None]:
-        def program() -> None:
-            try:
-                code = runner()
-                self.code = code if isinstance(code, int) else 0
-            except KeyboardInterrupt:
-                self.code = 130
-                print(
-                    f"vmtop {self.command}: interrupted; the report covers what ran",
-                    file=sys.stderr,
-                )
-            except BaseException:
-                self.code = 1
-                _print_program_error()
-
-        return program
-
-
-def _print_program_error() -> None:
-    etype, value, tb = sys.exc_info()
-    # Python shows the program's frames only: skip the runner's, runpy's and the recorder's.
-    profilers_dir = os.path.dirname(os.path.abspath(_profilers_file())) + os.sep
-    while tb is not None:
-        filename = tb.tb_frame.f_code.co_filename
-        if filename in _RUNNER_FILES or "runpy" in filename or filename.startswith(profilers_dir):
-            tb = tb.tb_next
-            continue
-        break
-    traceback.print_exception(etype, value, tb)
-
-
-def _profilers_file() -> str:
-    import profilers
-
-    return profilers.__file__ or ""
-
-
-def print_report(report: Any) -> None:
-    from rich.console import Console
-
-    sys.stdout.flush()
-    console = Console(width=None if sys.stdout.isatty() else 120)
-    console.print(report)

@@ -1,4 +1,5 @@
-"""Helpers every command shares: output files (checked before anything runs, written after).
+"""Helpers the commands share: output files (checked before anything runs, written after), the
+program a command runs under a recorder (:class:`Outcome`) and printing a report.
 
 The formats themselves are the exporter registry's (:mod:`profilers.writers`): a command asks it
 what a path names and whether its report can give the model that format takes.
@@ -8,12 +9,20 @@ from __future__ import annotations
 
 import os
 import sys
+import traceback
+from collections.abc import Callable
 from typing import Any
 
+import profilers
 from profilers import writers
 from profilers.callgraph import CallGraph
 from profilers.stacks import StackModel
+from vmtop.cli import target as target_module
 from vmtop.cli.errors import CliError
+
+# The frames of these files run the program (Outcome.wrap, target_runner), they are not it.
+RUNNER_FILES = (os.path.abspath(__file__), os.path.abspath(target_module.__file__))
+_PROFILERS_DIR = os.path.dirname(os.path.abspath(profilers.__file__ or "")) + os.sep
 
 
 def output_epilog(calls: bool = False) -> str:
@@ -77,3 +86,53 @@ def save_report(report: Any, path: str) -> writers.Exporter:
         size = f"{len(report.stacks):,} stacks"
     print(f"wrote {path} ({exporter.name}, {size})", file=sys.stderr)
     return exporter
+
+
+# -- the program a command runs ---------------------------------------------------------------------
+class Outcome:
+    """The exit code of the program a command runs (``vmtop profile``, ``allocations``, ``gc``);
+    its errors are printed as Python would print them, and the report is still made."""
+
+    def __init__(self, command: str, what: str = "report") -> None:
+        self.command = command
+        self.what = what
+        self.code = 0
+
+    def wrap(self, runner: Callable[[], object]) -> Callable[[], None]:
+        def program() -> None:
+            try:
+                code = runner()
+                self.code = code if isinstance(code, int) else 0
+            except KeyboardInterrupt:
+                self.code = 130
+                print(
+                    f"vmtop {self.command}: interrupted; the {self.what} covers what ran",
+                    file=sys.stderr,
+                )
+            except BaseException:
+                self.code = 1
+                print_program_error()
+
+        return program
+
+
+def print_program_error() -> None:
+    """The exception being handled, with the program's frames only (not the runner's, runpy's
+    or the recorder's), as ``python script.py`` would show it."""
+    etype, value, tb = sys.exc_info()
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename in RUNNER_FILES or "runpy" in filename or filename.startswith(_PROFILERS_DIR):
+            tb = tb.tb_next
+            continue
+        break
+    traceback.print_exception(etype, value, tb)
+
+
+def print_report(report: Any) -> None:
+    """A report on stdout (120 columns when it is not a terminal)."""
+    from rich.console import Console
+
+    sys.stdout.flush()
+    console = Console(width=None if sys.stdout.isatty() else 120)
+    console.print(report)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from vmtop.cli.allocations_cmd import Outcome, print_report, resolve_target
+from vmtop.cli.common import Outcome, print_report
 from vmtop.cli.live_jobs import add_live_arguments, check_live_options, run_live
-from vmtop.cli.target import add_target_arguments
+from vmtop.cli.target import add_target_arguments, target_runner
 
 EPILOG = """\
 examples:
@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     if args.pid is not None:
         return run_live(args, "gc")
     check_live_options(args)
-    name, runner = resolve_target(args)
+    name, runner = target_runner(args)
     outcome = Outcome("gc")
     from profilers.gcwatch import run_gc_pressure
 

@@ -20,26 +20,11 @@ from contextlib import contextmanager
 from typing import Any
 
 from vmtop.cli import options
-from vmtop.cli.common import check_output, save_report
+from vmtop.cli.common import check_output, print_report, save_report
 from vmtop.cli.errors import CliError
 
 LIVE_KINDS = ("profile", "allocations", "gc")
 DEFAULT_DURATION = 10.0
-MAX_DURATION = 3600.0
-
-
-def duration(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"duration must be a number of seconds, not {text!r}"
-        ) from None
-    if not 0 < value <= MAX_DURATION:
-        raise argparse.ArgumentTypeError(
-            f"duration must be between 0 and {MAX_DURATION:g} s, not {value:g}"
-        )
-    return value
 
 
 def rate(text: str) -> float:
@@ -51,13 +36,6 @@ def rate(text: str) -> float:
         raise argparse.ArgumentTypeError(
             f"rate must be between 0 and 1000 samples/s, not {value:g}"
         )
-    return value
-
-
-def depth(text: str) -> int:
-    value = options.positive_int(text)
-    if value > 1000:
-        raise argparse.ArgumentTypeError(f"depth must be at most 1000 frames, not {value}")
     return value
 
 
@@ -77,7 +55,7 @@ def add_live_arguments(parser: argparse.ArgumentParser, kind: str = "profile") -
     group.add_argument(
         "-d",
         "--duration",
-        type=duration,
+        type=options.job_duration,
         metavar="SECONDS",
         help=f"with --pid: how long to measure (default {DEFAULT_DURATION:g}; Ctrl-C ends early)",
     )
@@ -108,7 +86,7 @@ def add_live_arguments(parser: argparse.ArgumentParser, kind: str = "profile") -
         if not _has_option(parser, "--depth"):
             group.add_argument(
                 "--depth",
-                type=depth,
+                type=options.depth,
                 metavar="N",
                 help="with --pid: frames kept per allocation (default 25; deeper costs more)",
             )
@@ -299,9 +277,6 @@ def _emit(
     if getattr(args, "json", False):
         print(view.to_json())
     else:
-        from rich.console import Console
-
-        sys.stdout.flush()
-        Console(width=None if sys.stdout.isatty() else 120).print(view)
+        print_report(view)
     if output is not None:
         save_report(report, output)

@@ -10,22 +10,24 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
-import traceback
 from collections.abc import Callable
 from typing import Any
 
-import profilers
 from vmtop.cli import options
-from vmtop.cli import target as target_module
-from vmtop.cli.common import check_output, output_epilog, save_report
+from vmtop.cli.common import (
+    RUNNER_FILES,
+    Outcome,
+    check_output,
+    output_epilog,
+    print_report,
+    save_report,
+)
 from vmtop.cli.errors import CliError
 from vmtop.cli.live_jobs import add_live_arguments, check_live_options, run_live
 from vmtop.cli.target import add_target_arguments, target_runner
 
 # Frames of these files are the runner, not the program.
-HIDE_FILES = (os.path.abspath(__file__), os.path.abspath(target_module.__file__))
-_PROFILERS_DIR = os.path.dirname(os.path.abspath(profilers.__file__ or "")) + os.sep
+HIDE_FILES = (os.path.abspath(__file__), *RUNNER_FILES)
 
 EPILOG = f"""\
 {output_epilog(calls=True)}
@@ -57,7 +59,7 @@ def register(sub: Any) -> None:
     p.add_argument(
         "-i",
         "--interval",
-        type=_sampling_interval,
+        type=options.sampling_interval,
         default=0.001,
         metavar="S",
         help="sampling interval in seconds (default 0.001; sampled mode)",
@@ -95,26 +97,14 @@ def run(args: argparse.Namespace) -> int:
     check_live_options(args)
     _check_options(args)
     check_output(args.output, calls=args.calls)
-    name, runner = _target(args)
-    outcome = _Outcome()
+    name, runner = target_runner(args)
+    outcome = Outcome("profile", "profile")
     report = _profile(outcome.wrap(runner), name, args)
     _emit(report, args)
     return outcome.code
 
 
 # -- checks, all before the program runs ---------------------------------------------------------
-def _sampling_interval(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"interval must be a number of seconds, not {text!r}"
-        ) from None
-    if not 0 < value <= 10:
-        raise argparse.ArgumentTypeError(f"interval must be between 0 and 10 s, not {value:g}")
-    return value
-
-
 def _check_options(args: argparse.Namespace) -> None:
     if args.calls:
         return
@@ -124,44 +114,7 @@ def _check_options(args: argparse.Namespace) -> None:
         raise CliError(f"{'/'.join(given)} {verb} to the --calls report only: add --calls")
 
 
-def _target(args: argparse.Namespace) -> tuple[str, Callable[[], object]]:
-    return target_runner(args)
-
-
 # -- running ---------------------------------------------------------------------------------------
-class _Outcome:
-    """The program's exit code; its errors are reported as Python would, the profile still made."""
-
-    def __init__(self) -> None:
-        self.code = 0
-
-    def wrap(self, runner: Callable[[], object]) -> Callable[[], None]:
-        def program() -> None:
-            try:
-                code = runner()
-                self.code = code if isinstance(code, int) else 0
-            except KeyboardInterrupt:
-                self.code = 130
-                print("vmtop profile: interrupted; the profile covers what ran", file=sys.stderr)
-            except BaseException:
-                self.code = 1
-                _print_program_error()
-
-        return program
-
-
-def _print_program_error() -> None:
-    etype, value, tb = sys.exc_info()
-    # Python shows the program's frames only: skip the runner's and runpy's.
-    while tb is not None:
-        filename = tb.tb_frame.f_code.co_filename
-        if filename in HIDE_FILES or "runpy" in filename or filename.startswith(_PROFILERS_DIR):
-            tb = tb.tb_next
-            continue
-        break
-    traceback.print_exception(etype, value, tb)
-
-
 def _profile(program: Callable[[], None], name: str, args: argparse.Namespace) -> Any:
     from profilers.profile import run_profile
 
@@ -175,9 +128,6 @@ def _emit(report: Any, args: argparse.Namespace) -> None:
     if args.calls:
         view = report.report(sort=args.sort or "own", limit=args.limit or 20, filter=args.filter)
     if args.output is None:
-        from rich.console import Console
-
-        console = Console(width=None if sys.stdout.isatty() else 120)
-        console.print(view)
+        print_report(view)
         return
     save_report(report, args.output)

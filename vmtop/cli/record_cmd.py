@@ -40,16 +40,6 @@ examples:
 """
 
 
-def _duration(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"duration must be seconds, not {text!r}") from None
-    if not 0 < value <= 7 * 24 * 3600:
-        raise argparse.ArgumentTypeError(f"duration must be positive, not {value}")
-    return value
-
-
 def _rate(text: str) -> int:
     value = options.positive_int(text)
     if value > 10_000:
@@ -72,7 +62,7 @@ def register(sub: Any) -> None:
     p.add_argument(
         "-d",
         "--duration",
-        type=_duration,
+        type=options.record_duration,
         metavar="S",
         help="seconds to record (default: until Ctrl-C)",
     )

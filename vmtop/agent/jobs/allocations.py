@@ -10,6 +10,7 @@ import time
 import tracemalloc
 from typing import TYPE_CHECKING, Any
 
+from profilers.alloc_limits import DEFAULT_NFRAME, MAX_NFRAME
 from vmtop import job_payloads as payloads
 from vmtop import protocol as P
 from vmtop.agent.jobs.base import AGENT_PREFIXES, RAW_ALLOCATIONS, Job, JobKind, Result
@@ -17,8 +18,9 @@ from vmtop.agent.jobs.base import AGENT_PREFIXES, RAW_ALLOCATIONS, Job, JobKind,
 if TYPE_CHECKING:
     from vmtop.agent.collector import Collector
 
-DEFAULT_DEPTH = 25  # tracemalloc frames per traceback, as vmtop.allocations (cost: docs/memory.md)
-MAX_DEPTH = 1000
+# Frames per traceback: the engine's default and tracemalloc's own limit (profilers/alloc_limits).
+DEFAULT_DEPTH = DEFAULT_NFRAME
+MAX_DEPTH = MAX_NFRAME
 
 
 def prepare(job: Job, collector: Collector) -> None:
