@@ -127,6 +127,7 @@ def once(server: str, mode: str, cfg: argparse.Namespace) -> dict[str, Any]:
             groups = sorted(snap.groups, key=lambda g: -(g.finished_total or 0))
             out["group"] = groups[0].coro if groups else None
             out["loop_time"] = statistics.median(refresher.loop_times or [0.0])
+            out["cost"] = statistics.median(refresher.costs or [0.0])
             refresher.client.close()
         return out
 
@@ -166,8 +167,10 @@ def summarise(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, Any]:
             )
     out["refresh/run"] = med([r["refresh"]["rate"] / r["run"]["rate"] for r in rounds])
     out["loop_time"] = med([r["refresh"]["loop_time"] for r in rounds])
-    lags = [r["refresh"]["lag_p99"] for r in rounds if r["refresh"].get("lag_p99") is not None]
-    out["lag_p99"] = med(lags) if lags else None
+    out["cost"] = med([r["refresh"]["cost"] for r in rounds])
+    for mode, key in (("refresh", "lag_p99"), ("idle", "lag_p99_idle")):
+        lags = [r[mode]["lag_p99"] for r in rounds if r[mode].get("lag_p99") is not None]
+        out[key] = med(lags) if lags else None
     out["group"] = rounds[-1]["refresh"].get("group")
     return out
 
@@ -183,11 +186,15 @@ def markdown(cfg: argparse.Namespace, results: dict[str, Any]) -> str:
         "(in brackets: plain CPU per request / mode's CPU per request).",
         "",
         "| server | plain req/s | run / plain | idle / plain | refresh / plain | "
-        "refresh / run | RSS growth plain / refresh (MiB) | snapshot loop time | lag p99 |",
+        "refresh / run | RSS growth plain / refresh (MiB) | snapshot cost (loop time) | "
+        "lag p99 idle / refresh |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for server, r in results.items():
-        lag = f"{r['lag_p99'] * 1000:.1f} ms" if r["lag_p99"] is not None else "–"
+        lag = " / ".join(
+            f"{r[k] * 1000:.1f} ms" if r.get(k) is not None else "–"
+            for k in ("lag_p99_idle", "lag_p99")
+        )
         lines.append(
             f"| {server} | {r['plain_rate']:,.0f}"
             f" | {r['run/plain']:.3f} [{r['run/plain cpu']:.3f}]"
@@ -195,7 +202,7 @@ def markdown(cfg: argparse.Namespace, results: dict[str, Any]) -> str:
             f" | {r['refresh/plain']:.3f} [{r['refresh/plain cpu']:.3f}]"
             f" | {r['refresh/run']:.3f}"
             f" | {r['plain_rss_growth']:+.1f} / {r['refresh_rss_growth']:+.1f}"
-            f" | {r['loop_time'] * 1000:.2f} ms | {lag} |"
+            f" | {r['cost'] * 1000:.2f} ms ({r['loop_time'] * 1000:.2f} ms) | {lag} |"
         )
     lines.append("")
     lines.append(

@@ -303,3 +303,33 @@ def test_the_factory_keeps_the_programs_factory_and_gives_it_back(counter: StepC
         return len(made)
 
     assert asyncio.run(main()) == 1
+
+
+def test_many_coroutine_functions_each_get_their_own_group(counter: StepCounter) -> None:
+    """More coroutine functions than the C registry's code-address cache has slots (64),
+    their tasks interleaved: each group counts exactly its own tasks, never those of a
+    function that shared its cache slot."""
+    functions = []
+    for i in range(150):
+        namespace: dict[str, Any] = {"asyncio": asyncio}
+        exec(
+            f"async def handler_{i}(n):\n    for _ in range(n):\n        await asyncio.sleep(0)",
+            namespace,
+        )
+        functions.append(namespace[f"handler_{i}"])
+
+    async def main() -> dict[str, tuple[int, int]]:
+        assert counter.install_factory(asyncio.get_running_loop(), wrap=False)
+        for rnd in range(3):
+            await asyncio.gather(*(f(i % 3) for i, f in enumerate(functions) if i % 3 <= rnd))
+        return {
+            g.code.co_name: (g.started, g.steps)
+            for g in counter.groups()
+            if getattr(g.code, "co_name", "").startswith("handler_")
+        }
+
+    groups = asyncio.run(main())
+    assert len(groups) == 150
+    for i in range(150):
+        tasks = 3 - i % 3  # handler i runs in rounds i % 3 .. 2
+        assert groups[f"handler_{i}"] == (tasks, tasks * (i % 3 + 1)), i

@@ -324,6 +324,11 @@ vmtop_group_for_coro(Registry *reg, PyObject *coro)
         PyErr_Clear();
         code = Py_NewRef((PyObject *)Py_TYPE(coro));
     }
+    CodeCacheEntry *hit = &reg->code_cache[((uintptr_t)code >> 4) & (VMTOP_CODE_CACHE - 1)];
+    if (hit->code == code) {
+        Py_DECREF(code);
+        return hit->group;
+    }
     PyObject *g = PyDict_GetItemWithError(reg->groups, code); /* borrowed */
     if (g == NULL && !PyErr_Occurred()) {
         if (PyDict_GET_SIZE(reg->groups) >= reg->max_groups) {
@@ -336,12 +341,27 @@ vmtop_group_for_coro(Registry *reg, PyObject *coro)
         }
         Py_XDECREF(fresh); /* the dict holds it */
     }
-    Py_DECREF(code);
     if (g == NULL) {
+        Py_DECREF(code);
         PyErr_Clear();
         return reg->other;
     }
+    PyObject *old_code = hit->code;
+    GroupStat *old_group = hit->group;
+    hit->code = code; /* our reference moves into the cache */
+    hit->group = (GroupStat *)Py_NewRef(g);
+    Py_XDECREF(old_code);
+    Py_XDECREF(old_group);
     return (GroupStat *)g;
+}
+
+static void
+code_cache_clear(Registry *reg)
+{
+    for (int i = 0; i < VMTOP_CODE_CACHE; i++) {
+        Py_CLEAR(reg->code_cache[i].code);
+        Py_CLEAR(reg->code_cache[i].group);
+    }
 }
 
 static GroupStat *
@@ -601,6 +621,9 @@ registry_traverse(Registry *reg, visitproc visit, void *arg)
 {
     Py_VISIT(reg->groups);
     Py_VISIT(reg->cancelled_error);
+    for (int i = 0; i < VMTOP_CODE_CACHE; i++) {
+        Py_VISIT(reg->code_cache[i].group);
+    }
     return 0;
 }
 
@@ -631,6 +654,7 @@ static int
 registry_clear_refs(Registry *reg)
 {
     drop_entries(reg);
+    code_cache_clear(reg);
     Py_CLEAR(reg->groups);
     Py_CLEAR(reg->cancelled_error);
     Py_CLEAR(reg->other);
