@@ -108,7 +108,7 @@ class Channel:
         for key, ref in list(which.items()):
             task = ref()
             if task is None or getattr(task, "coro", None) is None or _exited(task):
-                del which[key]
+                which.pop(key, None)  # the run's thread and a detail request may both prune
             else:
                 out.append(task)
         return out
@@ -211,7 +211,7 @@ class Channels:
         shared = []
         for key, info in list(self.by_state.items()):
             if info.ref() is None:
-                del self.by_state[key]
+                self.by_state.pop(key, None)
                 continue
             consumers = info.consumer_tasks()
             if len(consumers) == 1:
