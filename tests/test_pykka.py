@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 
 import pytest
 from rich.console import Console
@@ -30,7 +31,7 @@ def test_one_row_per_actor_named_by_class_and_urn(target: Target) -> None:
     with AgentClient(target.pid) as client:
         snap = client.snapshot(limit=50, kinds=("thread",))
     actors = actor_rows(snap)
-    assert set(actors) == {"SlowActor", "BusyActor", "IdleActor"}
+    assert set(actors) == {"SlowActor", "BusyActor", "IdleActor", "StoppingActor"}
     for cls, key in (("SlowActor", "slow"), ("BusyActor", "busy"), ("IdleActor", "idle")):
         row = actors[cls]
         assert row.name == f"{cls} {urns[key]}"  # type: ignore[attr-defined]
@@ -83,3 +84,18 @@ def test_vmtop_top_lists_actors(target: Target) -> None:
     out = vmtop_cmd("top", str(target.pid), "--once", "-i", "0.2", "--kinds", "thread")
     assert out.returncode == 0, out.stderr
     assert "IdleActor urn:uuid:" in out.stdout and "SlowActor urn:uuid:" in out.stdout
+
+
+def test_stopped_actor(target: Target) -> None:
+    target.send("stop-one")
+    target.read_until("stop_sent")
+    with AgentClient(target.pid) as client:
+        # The actor handles the stop message on its own thread: wait until it has.
+        deadline = time.monotonic() + 10
+        row = None
+        while row is None or row.state != "stopped":
+            assert time.monotonic() < deadline, f"not stopped: {row}"
+            time.sleep(0.02)
+            snap = client.snapshot(limit=50, kinds=("thread",), filter="stoppingactor")
+            (row,) = snap.rows
+    assert row.current is not None and row.current.function == "StoppingActor.on_stop"

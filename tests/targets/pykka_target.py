@@ -2,9 +2,9 @@
 
 Actors: ``SlowActor`` (its first message blocks it until "quit": every later message waits
 in its inbox), ``BusyActor`` (handles whatever the feeder tells it, counting), ``IdleActor``
-(never gets a message). Commands: "fill N" (tell the slow actor N + 1 messages: one it
+(never gets a message), ``StoppingActor`` (its ``on_stop`` waits until "quit"). Commands: "fill N" (tell the slow actor N + 1 messages: one it
 handles, N that wait), "feed N" (tell the busy actor N messages, as fast as it takes them,
-then print how many it handled since), "quit N". Prints JSON lines; the first is {"ready": true, "urns": {...}}.
+then print how many it handled since), "stop-one" (stop the stopping actor), "quit N". Prints JSON lines; the first is {"ready": true, "urns": {...}}.
 """
 
 import json
@@ -54,6 +54,11 @@ class IdleActor(pykka.ThreadingActor):
     pass
 
 
+class StoppingActor(pykka.ThreadingActor):
+    def on_stop(self):
+        release.wait()  # stopped, and its on_stop holds the thread until "quit"
+
+
 def feed(busy, n):
     base = busy.ask("count")
     for i in range(n):
@@ -67,9 +72,15 @@ def main():
     slow = SlowActor.start()
     busy = BusyActor.start()
     idle = IdleActor.start()
+    stopping = StoppingActor.start()
     say(
         ready=True,
-        urns={"slow": slow.actor_urn, "busy": busy.actor_urn, "idle": idle.actor_urn},
+        urns={
+            "slow": slow.actor_urn,
+            "busy": busy.actor_urn,
+            "idle": idle.actor_urn,
+            "stopping": stopping.actor_urn,
+        },
     )
     for line in sys.stdin:
         cmd, _, arg = line.strip().partition(" ")
@@ -77,6 +88,9 @@ def main():
             for i in range(int(arg) + 1):
                 slow.tell({"job": i})
             say(filled=int(arg))
+        elif cmd == "stop-one":
+            stopping.stop(block=False)
+            say(stop_sent=True)
         elif cmd == "feed":
             say(handled=feed(busy, int(arg)))
         elif cmd == "quit":
