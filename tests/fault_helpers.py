@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.agent_helpers import Target
-from vmtop import protocol as P
+from vmtop import protocol
 
 
 class FaultTarget(Target):
@@ -97,7 +97,9 @@ class LineReader:
 
 
 def hello(sock: socket.socket) -> LineReader:
-    sock.sendall(P.encode({"id": 0, "op": "hello", "args": {"protocol": P.PROTOCOL_VERSION}}))
+    sock.sendall(
+        protocol.encode({"id": 0, "op": "hello", "args": {"protocol": protocol.PROTOCOL_VERSION}})
+    )
     reader = LineReader(sock)
     reply = reader.line()
     assert reply is not None and reply["ok"], reply

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.fault_helpers import FaultTarget, hello, raw_connect
-from vmtop import protocol as P
+from vmtop import protocol
 from vmtop.client import AgentClient
 
 pytestmark = pytest.mark.internals
@@ -42,7 +42,7 @@ def quick_cycle(target: FaultTarget) -> None:
     """Hello and gone before the loop ran anything the attach scheduled on it."""
     sock = raw_connect(target.socket)
     hello(sock)
-    sock.sendall(P.encode({"id": 1, "op": "bye", "args": {}}))
+    sock.sendall(protocol.encode({"id": 1, "op": "bye", "args": {}}))
     sock.close()
 
 

@@ -26,7 +26,7 @@ from tests.fault_helpers import (
     raw_connect,
     stderr_after_exit,
 )
-from vmtop import protocol as P
+from vmtop import protocol
 from vmtop.agent.collector import Collector
 from vmtop.agent.server import Server
 
@@ -50,7 +50,7 @@ json_values = st.recursive(
 )
 # Ops the live fuzz may send with random arguments: everything but the ones that act on the
 # target (cancel, starting a job), which get their own wrong-type tests below.
-SAFE_OPS = [op for op in P.OPS if op not in ("cancel", "job_start")]
+SAFE_OPS = [op for op in protocol.OPS if op not in ("cancel", "job_start")]
 ops = st.sampled_from(SAFE_OPS) | st.text(max_size=20) | json_values
 requests = st.fixed_dictionaries(
     {},
@@ -97,12 +97,12 @@ payloads = st.lists(
 # -- the decoder, in process ------------------------------------------------------------------
 def check_parse(line: bytes) -> None:
     try:
-        req_id, op, args = P.parse_request(line)
-    except P.ProtocolError as exc:
-        assert exc.code in P.ERROR_CODES
+        req_id, op, args = protocol.parse_request(line)
+    except protocol.ProtocolError as exc:
+        assert exc.code in protocol.ERROR_CODES
         assert str(exc)
         return
-    assert op in P.OPS
+    assert op in protocol.OPS
     assert isinstance(args, dict)
     assert req_id is None or isinstance(req_id, int | str)
 
@@ -120,8 +120,8 @@ def test_decoder_frames(line: bytes) -> None:
 
 def test_decoder_deep_nesting_is_a_bad_request() -> None:
     for opener in (b"[", b'{"a":'):
-        with pytest.raises(P.ProtocolError, match="nested too deeply") as info:
-            P.parse_request(opener * 30_000)
+        with pytest.raises(protocol.ProtocolError, match="nested too deeply") as info:
+            protocol.parse_request(opener * 30_000)
         assert info.value.code == "bad_request"
 
 
@@ -132,13 +132,13 @@ def test_server_handle_answers_every_line_without_raising(payload: bytes) -> Non
     that encodes to one JSON line."""
     server = Server(Collector())
     for line in payload.split(b"\n"):
-        if not line.strip() or len(line) > P.MAX_REQUEST_BYTES:
+        if not line.strip() or len(line) > protocol.MAX_REQUEST_BYTES:
             continue
         reply, close = server._handle(line, False, None, "fuzz")
         assert reply["ok"] in (True, False)
         if not reply["ok"]:
-            assert reply["error"]["code"] in P.ERROR_CODES
-        encoded = P.encode(reply)
+            assert reply["error"]["code"] in protocol.ERROR_CODES
+        encoded = protocol.encode(reply)
         assert encoded.count(b"\n") == 1 and json.loads(encoded) is not None
         assert server.collector.clients == 0
 
@@ -170,7 +170,7 @@ def converse(target: FaultTarget, payload: bytes, greet: bool) -> list[dict[str,
     sock = raw_connect(target.socket)
     try:
         reader = hello(sock) if greet else LineReader(sock)
-        marker = P.encode({"id": "end-of-fuzz", "op": "hello", "args": {"protocol": 1}})
+        marker = protocol.encode({"id": "end-of-fuzz", "op": "hello", "args": {"protocol": 1}})
         try:
             sock.sendall(payload + marker)
         except (BrokenPipeError, ConnectionResetError):
@@ -200,7 +200,7 @@ def test_live_agent_answers_fuzz_with_errors(
     for reply in replies:
         assert isinstance(reply.get("ok"), bool), reply
         if not reply["ok"]:
-            assert reply["error"]["code"] in P.ERROR_CODES, reply
+            assert reply["error"]["code"] in protocol.ERROR_CODES, reply
     closed = not replies or replies[-1].get("id") != "end-of-fuzz"
     if closed:
         # Only an over-long line, a hello of another protocol version or a bye ends a
@@ -209,7 +209,7 @@ def test_live_agent_answers_fuzz_with_errors(
         if last.get("ok"):
             assert last["result"] == {} and b'"bye"' in payload  # the bye's reply
         elif last.get("error", {}).get("message") == "request line too long":
-            assert longest_line(payload) > P.MAX_REQUEST_BYTES
+            assert longest_line(payload) > protocol.MAX_REQUEST_BYTES
         else:
             assert last.get("error", {}).get("code") == "version", replies
     else:
@@ -222,8 +222,8 @@ def test_line_over_64_kib_closes_only_that_connection(target: FaultTarget) -> No
     bystander = raw_connect(target.socket)
     bystander_reader = hello(bystander)
     for payload in (
-        b"x" * (P.MAX_REQUEST_BYTES + 10),  # no newline: the agent stops reading it
-        b'{"op":"' + b"a" * P.MAX_REQUEST_BYTES + b'"}\n',  # a whole line, too long
+        b"x" * (protocol.MAX_REQUEST_BYTES + 10),  # no newline: the agent stops reading it
+        b'{"op":"' + b"a" * protocol.MAX_REQUEST_BYTES + b'"}\n',  # a whole line, too long
     ):
         sock = raw_connect(target.socket)
         reader = hello(sock)
@@ -237,12 +237,12 @@ def test_line_over_64_kib_closes_only_that_connection(target: FaultTarget) -> No
     # A line just under the limit is an ordinary request.
     sock = raw_connect(target.socket)
     reader = hello(sock)
-    pad = P.MAX_REQUEST_BYTES - 40
+    pad = protocol.MAX_REQUEST_BYTES - 40
     sock.sendall(b'{"id":7,"op":"bye","pad":"' + b" " * pad + b'"}\n')
     assert reader.line() == {"id": 7, "ok": True, "result": {}}
     sock.close()
     # The other client never noticed.
-    bystander.sendall(P.encode({"id": 3, "op": "snapshot", "args": {"limit": 1}}))
+    bystander.sendall(protocol.encode({"id": 3, "op": "snapshot", "args": {"limit": 1}}))
     reply = bystander_reader.line()
     assert reply is not None and reply["ok"] and reply["id"] == 3
     bystander.close()
@@ -280,7 +280,9 @@ def test_malformed_request_gets_an_error(
     assert len(replies) == 2 and replies[-1]["id"] == "end-of-fuzz"
     reply = replies[0]
     assert reply["ok"] is False, reply
-    assert reply["error"]["code"] == code if code else reply["error"]["code"] in P.ERROR_CODES
+    assert (
+        reply["error"]["code"] == code if code else reply["error"]["code"] in protocol.ERROR_CODES
+    )
 
 
 def pipelined(target: FaultTarget, n: int) -> tuple[int, float]:
@@ -330,7 +332,7 @@ def test_half_closed_and_reset_connections(target: FaultTarget) -> None:
             sock.sendall(b'{"id":1,"op":"snap')
             sock.close()
             continue
-        sock.sendall(P.encode({"id": 1, "op": "snapshot", "args": {"limit": 5}}))
+        sock.sendall(protocol.encode({"id": 1, "op": "snapshot", "args": {"limit": 5}}))
         if how == "shut_wr":
             sock.shutdown(socket.SHUT_WR)  # the request is still answered, then EOF
             reply = reader.line()
@@ -341,6 +343,6 @@ def test_half_closed_and_reset_connections(target: FaultTarget) -> None:
         sock.close()
     with raw_connect(target.socket) as sock:
         reader = hello(sock)
-        sock.sendall(P.encode({"id": 2, "op": "snapshot", "args": {"limit": 5}}))
+        sock.sendall(protocol.encode({"id": 2, "op": "snapshot", "args": {"limit": 5}}))
         reply = reader.line()
         assert reply is not None and reply["ok"]

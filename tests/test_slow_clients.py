@@ -16,7 +16,7 @@ import pytest
 
 from tests.agent_helpers import vmtop_cmd
 from tests.fault_helpers import FaultTarget, LineReader, digest, hello, raw_connect
-from vmtop import protocol as P
+from vmtop import protocol
 from vmtop.agent.server import MAX_CLIENTS, SEND_TIMEOUT
 from vmtop.client import AgentClient, ClientError
 
@@ -64,9 +64,11 @@ def client_threads(target: FaultTarget) -> int:
 def never_reader(target: FaultTarget, requests: int = 40) -> socket.socket:
     """Says hello and asks for ``requests`` big snapshots, and never reads a byte."""
     sock = raw_connect(target.socket)
-    sock.sendall(P.encode({"id": 0, "op": "hello", "args": {"protocol": P.PROTOCOL_VERSION}}))
+    sock.sendall(
+        protocol.encode({"id": 0, "op": "hello", "args": {"protocol": protocol.PROTOCOL_VERSION}})
+    )
     for i in range(requests):
-        sock.sendall(P.encode({"id": i + 1, "op": "snapshot", "args": BIG}))
+        sock.sendall(protocol.encode({"id": i + 1, "op": "snapshot", "args": BIG}))
     return sock
 
 
@@ -120,7 +122,7 @@ def test_clients_vanishing_mid_reply(target: FaultTarget) -> None:
             sock = raw_connect(target.socket)
             hello(sock)
             for n in range(8):  # more than the socket buffers hold: the agent is mid-send
-                sock.sendall(P.encode({"id": n, "op": "snapshot", "args": MEDIUM}))
+                sock.sendall(protocol.encode({"id": n, "op": "snapshot", "args": MEDIUM}))
             if i % 2:
                 sock.recv(1000)  # the start of a reply, then gone with the rest unread
             else:

@@ -19,12 +19,12 @@ from array import array
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from profilers.callgraph import PstatsDict, PstatsKey
+
 CHUNK_BYTES = 8 * 1024 * 1024  # compressed bytes per job_result reply (base64: ~11 MB)
 MAX_PAYLOAD_BYTES = 2 * 1024 * 1024 * 1024  # decompressed bytes a client accepts
 SLICE = 50_000  # rows encoded per slice (each slice holds the GIL for a few ms)
 
-PstatsKey = tuple[str, int, str]
-PstatsDict = dict[PstatsKey, tuple[int, int, float, float, dict[PstatsKey, tuple[Any, ...]]]]
 
 
 # -- framing ---------------------------------------------------------------------------------------

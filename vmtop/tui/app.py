@@ -24,7 +24,7 @@ from textual.widgets import DataTable, Footer, Label
 
 from vmtop.client import ClientError
 from vmtop.records import Snapshot
-from vmtop.tui import viewmodel as VM
+from vmtop.tui import viewmodel
 from vmtop.tui.reader import (
     FetchFailed,
     JobSource,
@@ -99,13 +99,13 @@ class VmtopApp(App[int]):
         *,
         pid: int | None = None,
         interval: float = 1.0,
-        clock: Callable[[float], str] = VM.default_clock,
+        clock: Callable[[float], str] = viewmodel.default_clock,
     ) -> None:
         super().__init__()
         self.source = LockedSource(source)
         self.pid = pid
-        self.state = VM.ViewState(interval=interval)
-        self.history = VM.History()
+        self.state = viewmodel.ViewState(interval=interval)
+        self.history = viewmodel.History()
         self.clock = clock
         self.snapshot: Snapshot | None = None
         self.lost_reason: str | None = None
@@ -118,7 +118,7 @@ class VmtopApp(App[int]):
         self._changed: asyncio.Event | None = None
         self._warning = ""
         self._filter_timer: Timer | None = None
-        self._drawn_request: VM.Request | None = None
+        self._drawn_request: viewmodel.Request | None = None
         self._mode = source.read_only_note if isinstance(source, ReadOnlySource) else ""
 
     # -- layout ----------------------------------------------------------------------------
@@ -178,7 +178,7 @@ class VmtopApp(App[int]):
         self.header.show(snap)
         current = self.state.request()
         if _same_view(message.request, current):
-            self.table.apply(VM.table_rows(snap, self.state, self.history), self.state)
+            self.table.apply(viewmodel.table_rows(snap, self.state, self.history), self.state)
         self._status()
         self._update_limit()
         self.last_client_time = time.perf_counter() - t0
@@ -225,7 +225,7 @@ class VmtopApp(App[int]):
 
     def _update_limit(self) -> None:
         table = self.table
-        limit = VM.fetch_limit(table.visible_rows, table.first_visible)
+        limit = viewmodel.fetch_limit(table.visible_rows, table.first_visible)
         if limit != self.state.limit:
             grew = limit > self.state.limit
             self.state.limit = limit
@@ -234,7 +234,7 @@ class VmtopApp(App[int]):
     def limit_settled(self) -> bool:
         """The last drawn snapshot was fetched with the limit the current scroll needs."""
         table = self.table
-        wanted = VM.fetch_limit(table.visible_rows, table.first_visible)
+        wanted = viewmodel.fetch_limit(table.visible_rows, table.first_visible)
         return self._drawn_request is not None and self._drawn_request.limit == wanted
 
     def _notify_changed(self) -> None:
@@ -279,7 +279,7 @@ class VmtopApp(App[int]):
     def action_sort(self, column: str) -> None:
         self.state.set_sort(column)
         self._redraw_now()
-        if column in VM.SORT_KEYS:
+        if column in viewmodel.SORT_KEYS:
             self._refetch()
 
     def action_cycle_sort(self, step: int) -> None:
@@ -292,7 +292,7 @@ class VmtopApp(App[int]):
     def _redraw_now(self) -> None:
         """Re-label the columns and re-order the rows we have; the next snapshot follows."""
         if self.snapshot is not None:
-            rows = VM.table_rows(self.snapshot, self.state, self.history)
+            rows = viewmodel.table_rows(self.snapshot, self.state, self.history)
             if self.state.order is not None or self.snapshot.sort == self.state.sort:
                 self.table.apply(rows, self.state)
             else:  # the agent must select again: only the labels change now
@@ -458,12 +458,12 @@ class VmtopApp(App[int]):
     # -- command palette -------------------------------------------------------------------
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        for column in VM.COLUMN_KEYS:
+        for column in viewmodel.COLUMN_KEYS:
             name = SORT_NAMES[column]
             yield SystemCommand(
                 f"Sort by {name}",
                 "the agent selects the top rows"
-                if column in VM.SORT_KEYS
+                if column in viewmodel.SORT_KEYS
                 else "order the rows shown",
                 lambda c=column: self.action_sort(c),
             )
@@ -472,7 +472,7 @@ class VmtopApp(App[int]):
         )
         yield SystemCommand("Pause / resume", "stop or restart refreshing", self.action_pause)
         yield SystemCommand("Filter", "filter rows by name", self.action_filter)
-        for kinds in VM.KIND_SETS:
+        for kinds in viewmodel.KIND_SETS:
             yield SystemCommand(
                 f"Show {kinds}", f"rows: {kinds}", lambda k=kinds: self.action_kinds(k)
             )
@@ -501,7 +501,7 @@ MAIN_ACTIONS = {b.action.partition("(")[0] for b in VmtopApp.BINDINGS if isinsta
 }
 
 
-def _same_view(a: VM.Request, b: VM.Request) -> bool:
+def _same_view(a: viewmodel.Request, b: viewmodel.Request) -> bool:
     """Same rows asked for (the limit may differ)."""
     return (a.sort, a.filter, a.accumulate, a.kinds) == (b.sort, b.filter, b.accumulate, b.kinds)
 

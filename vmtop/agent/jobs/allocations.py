@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from profilers.alloc_limits import DEFAULT_NFRAME, MAX_NFRAME
 from vmtop import job_payloads as payloads
-from vmtop import protocol as P
+from vmtop import protocol
 from vmtop.agent.jobs.base import AGENT_PREFIXES, RAW_ALLOCATIONS, Job, JobKind, Result
 
 if TYPE_CHECKING:
@@ -26,10 +26,12 @@ MAX_DEPTH = MAX_NFRAME
 def prepare(job: Job, collector: Collector) -> None:
     depth = job.opts.get("depth", DEFAULT_DEPTH)
     if not isinstance(depth, int) or isinstance(depth, bool) or not 1 <= depth <= MAX_DEPTH:
-        raise P.ProtocolError("bad_request", f"'depth' must be an integer in [1, {MAX_DEPTH}]")
+        raise protocol.ProtocolError(
+            "bad_request", f"'depth' must be an integer in [1, {MAX_DEPTH}]"
+        )
     growth = job.opts.get("growth", False)
     if not isinstance(growth, bool):
-        raise P.ProtocolError("bad_request", "'growth' must be true or false")
+        raise protocol.ProtocolError("bad_request", "'growth' must be true or false")
 
 
 def run(job: Job, collector: Collector) -> Result:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from vmtop import protocol as P
+from vmtop import protocol
 
 if TYPE_CHECKING:
     from vmtop.agent.collector import Collector
@@ -62,7 +62,7 @@ def agent_file(path: str) -> bool:
 RAW_ALLOCATIONS = threading.Lock()
 
 
-class Refused(P.ProtocolError):
+class Refused(protocol.ProtocolError):
     def __init__(self, message: str) -> None:
         super().__init__("refused", message)
 

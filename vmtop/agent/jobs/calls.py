@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from profilers.callgraph import PstatsDict, is_profiler_builtin, splice_out
 from vmtop import job_payloads as payloads
-from vmtop import protocol as P
+from vmtop import protocol
 from vmtop.agent.jobs.base import WRAPPER_FILES, Job, JobKind, Refused, Result, agent_file
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ ENABLE_TIMEOUT = 5.0  # seconds a loop may take to run the callback that enables
 def prepare(job: Job, collector: Collector) -> None:
     thread = job.opts.get("thread")
     if thread is not None and not isinstance(thread, str):
-        raise P.ProtocolError("bad_request", "'thread' must be a thread name")
+        raise protocol.ProtocolError("bad_request", "'thread' must be a thread name")
     if sys.version_info >= (3, 12):
         if thread is not None:
             raise Refused(
@@ -47,7 +47,7 @@ def prepare(job: Job, collector: Collector) -> None:
     try:
         hook = call_in_loop(loop, sys.getprofile, ENABLE_TIMEOUT)
     except LoopTimeout:
-        raise P.ProtocolError(
+        raise protocol.ProtocolError(
             "timeout", f"the loop of thread {loop_thread_name(loop)} is blocked"
         ) from None
     if hook is not None:
@@ -88,7 +88,7 @@ def _pick_loop(collector: Collector, thread: str | None) -> Any:
                 "that enables it, which must be a loop thread on Python 3.11 (use a sampled "
                 "profile for other threads)"
             )
-        raise P.ProtocolError("not_found", f"no thread named {thread!r} (threads: {names})")
+        raise protocol.ProtocolError("not_found", f"no thread named {thread!r} (threads: {names})")
     if not loops:
         raise Refused(
             "no running asyncio loop in the target: on Python 3.11 a calls profile needs a loop "
@@ -101,7 +101,9 @@ def _pick_loop(collector: Collector, thread: str | None) -> Any:
     if len(loops) == 1:
         return loops[0]
     listed = ", ".join(sorted(loop_thread_name(loop) for loop in loops))
-    raise P.ProtocolError("bad_request", f"several loops run ({listed}): choose one with thread")
+    raise protocol.ProtocolError(
+        "bad_request", f"several loops run ({listed}): choose one with thread"
+    )
 
 
 def _is_agent(thread: threading.Thread) -> bool:

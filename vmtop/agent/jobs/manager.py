@@ -15,7 +15,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from vmtop import job_payloads as payloads
-from vmtop import protocol as P
+from vmtop import protocol
 from vmtop.agent.jobs import allocations, calls, gc_pressure, sample
 from vmtop.agent.jobs.base import MAX_DURATION, RAW_ALLOCATIONS, Job, JobKind
 
@@ -51,7 +51,7 @@ class JobManager:
         if op == "job_status":
             wait = args.get("wait", 0)
             if not isinstance(wait, int | float) or isinstance(wait, bool) or not 0 <= wait <= 2:
-                raise P.ProtocolError("bad_request", "'wait' must be 0 to 2 seconds")
+                raise protocol.ProtocolError("bad_request", "'wait' must be 0 to 2 seconds")
             if wait:
                 job.done.wait(wait)  # long poll: answers at once when the job ends
             return job.status()
@@ -60,12 +60,14 @@ class JobManager:
             return job.status()
         if op == "job_result":
             return self.result(job, args)
-        raise P.ProtocolError("unknown_op", f"unknown op {op!r}")
+        raise protocol.ProtocolError("unknown_op", f"unknown op {op!r}")
 
     def start(self, args: dict[str, Any], owner: int) -> dict[str, Any]:
         kind = args.get("kind")
         if not isinstance(kind, str) or kind not in JOB_KINDS:
-            raise P.ProtocolError("bad_request", f"'kind' must be one of {', '.join(JOB_KINDS)}")
+            raise protocol.ProtocolError(
+                "bad_request", f"'kind' must be one of {', '.join(JOB_KINDS)}"
+            )
         job_kind = JOB_KINDS[kind]
         duration = args.get("duration")
         if (
@@ -73,20 +75,20 @@ class JobManager:
             or isinstance(duration, bool)
             or not 0 < duration <= MAX_DURATION
         ):
-            raise P.ProtocolError(
+            raise protocol.ProtocolError(
                 "bad_request", f"'duration' must be a number of seconds in (0, {MAX_DURATION:g}]"
             )
         opts = {k: v for k, v in args.items() if k not in ("kind", "duration")}
         unknown = sorted(set(opts) - job_kind.options)
         if unknown:
             allowed = ", ".join(sorted(job_kind.options)) or "none"
-            raise P.ProtocolError(
+            raise protocol.ProtocolError(
                 "bad_request", f"unknown {kind} option {unknown[0]!r} (options: {allowed})"
             )
         with self._lock:
             for other in self.jobs.values():
                 if other.kind == kind and other.state in ("starting", "running", "stopping"):
-                    raise P.ProtocolError(
+                    raise protocol.ProtocolError(
                         "busy", f"a {kind} job (id {other.id}) is already running in this target"
                     )
             # One finished result per kind is kept: a new job drops the previous one.
@@ -111,15 +113,17 @@ class JobManager:
 
     def result(self, job: Job, args: dict[str, Any]) -> dict[str, Any]:
         if job.state not in ("done", "failed"):
-            raise P.ProtocolError("busy", f"job {job.id} is still {job.state}")
+            raise protocol.ProtocolError("busy", f"job {job.id} is still {job.state}")
         if job.thread is not None:
             job.thread.join(2.0)  # the thread is on its last line: the count is back after this
         if job.state == "failed":
-            raise P.ProtocolError("internal", f"{job.kind} job failed: {job.error}")
+            raise protocol.ProtocolError("internal", f"{job.kind} job failed: {job.error}")
         chunk = args.get("chunk", 0)
         count = payloads.chunks(job.payload)
         if not isinstance(chunk, int) or isinstance(chunk, bool) or not 0 <= chunk < count:
-            raise P.ProtocolError("bad_request", f"'chunk' must be an integer in [0, {count})")
+            raise protocol.ProtocolError(
+                "bad_request", f"'chunk' must be an integer in [0, {count})"
+            )
         size = payloads.CHUNK_BYTES
         data = job.payload[chunk * size : (chunk + 1) * size]
         return {
@@ -144,10 +148,10 @@ class JobManager:
     def _job(self, args: dict[str, Any]) -> Job:
         job_id = args.get("id")
         if not isinstance(job_id, int) or isinstance(job_id, bool):
-            raise P.ProtocolError("bad_request", "'id' must be a job id (integer)")
+            raise protocol.ProtocolError("bad_request", "'id' must be a job id (integer)")
         job = self.jobs.get(job_id)
         if job is None:
-            raise P.ProtocolError("not_found", f"no job {job_id} (finished results expire)")
+            raise protocol.ProtocolError("not_found", f"no job {job_id} (finished results expire)")
         return job
 
     def _expire(self) -> None:

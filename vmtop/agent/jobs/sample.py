@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from vmtop import protocol as P
+from vmtop import protocol
 from vmtop.agent.jobs.base import AGENT_CODE_DIR, Job, JobKind, Result
 
 if TYPE_CHECKING:
@@ -20,12 +20,16 @@ def prepare(job: Job, collector: Collector) -> None:
 
     rate = job.opts.get("rate", 100.0)
     if not isinstance(rate, int | float) or isinstance(rate, bool) or not 0 < rate <= MAX_RATE:
-        raise P.ProtocolError("bad_request", f"'rate' must be in (0, {MAX_RATE:g}] samples/s")
+        raise protocol.ProtocolError(
+            "bad_request", f"'rate' must be in (0, {MAX_RATE:g}] samples/s"
+        )
     switch = job.opts.get("switch_interval", "default")
     kwargs: dict[str, Any] = {}
     if switch != "default":
         if switch is not None and (not isinstance(switch, int | float) or not 0 < switch <= 1):
-            raise P.ProtocolError("bad_request", "'switch_interval' must be in (0, 1] s or null")
+            raise protocol.ProtocolError(
+                "bad_request", "'switch_interval' must be in (0, 1] s or null"
+            )
         kwargs["switch_interval"] = switch
     # The agent's hooks that wrap the program's calls are left out of its stacks.
     sampler = ThreadSampler(float(rate), hide_prefixes=(AGENT_CODE_DIR,), **kwargs)

@@ -10,7 +10,7 @@ from textual.widget import Widget
 
 from profilers.units import truncate
 from vmtop.records import Snapshot
-from vmtop.tui import viewmodel as VM
+from vmtop.tui import viewmodel
 
 _NUMBER = r"(?<![\w#])[-+≥]?\d[\d.,:]*(?:\s?(?:µs|ms|s|%|KiB|MiB|GiB|B|×|k|M))?(?![\w])"
 
@@ -26,7 +26,7 @@ class NodeHeader(Widget):
     """What the target is and how it is doing; four sparklines of the last snapshots."""
 
     def __init__(
-        self, history: VM.History, clock: Callable[[float], str], **kwargs: object
+        self, history: viewmodel.History, clock: Callable[[float], str], **kwargs: object
     ) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.history = history
@@ -45,10 +45,14 @@ class NodeHeader(Widget):
         node = snap.node
         title = f"pid {node.pid} · {node.implementation} {node.python} · " + " ".join(node.argv)
         lines: list[Text] = [_line(truncate(title, width), "bold")]
-        parts = VM.node_parts(node, self.clock(snap.taken_at), snap.interval) + VM.lag_parts(node)
-        parts += VM.gc_parts(node)
-        lines += [_line(x) for x in VM.pack(parts, width)]
-        lines += [_line(truncate(x, width), "bold white on red") for x in VM.blocked_lines(snap)]
+        parts = viewmodel.node_parts(
+            node, self.clock(snap.taken_at), snap.interval
+        ) + viewmodel.lag_parts(node)
+        parts += viewmodel.gc_parts(node)
+        lines += [_line(x) for x in viewmodel.pack(parts, width)]
+        lines += [
+            _line(truncate(x, width), "bold white on red") for x in viewmodel.blocked_lines(snap)
+        ]
         lines += self._sparks(width)
         return Text("\n").join(lines)
 
@@ -59,7 +63,7 @@ class NodeHeader(Widget):
         spark_w = max(4, cell - label_w - value_w - 2)
         out: list[Text] = []
         line = Text(no_wrap=True)
-        for i, s in enumerate(VM.sparks(self.history, spark_w)):
+        for i, s in enumerate(viewmodel.sparks(self.history, spark_w)):
             if i and i % per_line == 0:
                 out.append(line)
                 line = Text(no_wrap=True)
@@ -79,8 +83,8 @@ class StatusLine(Widget):
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.text = ""
 
-    def show(self, snapshot: Snapshot | None, state: VM.ViewState, extra: str = "") -> None:
-        text = VM.status_text(snapshot, state)
+    def show(self, snapshot: Snapshot | None, state: viewmodel.ViewState, extra: str = "") -> None:
+        text = viewmodel.status_text(snapshot, state)
         if extra:
             text += " · " + extra
         if text != self.text:
