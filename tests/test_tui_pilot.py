@@ -72,6 +72,17 @@ def drive(
     return asyncio.run(main())
 
 
+async def export(app: VmtopApp, pilot: Pilot[Any], path: Path) -> ExportPrompt:
+    """Press ``e`` on a report screen and export to ``path``; returns the prompt that asked."""
+    await pilot.press("e")
+    prompt = app.screen
+    assert isinstance(prompt, ExportPrompt)
+    prompt.query_one(Input).value = str(path)
+    await pilot.press("enter")
+    await pilot.pause()
+    return prompt
+
+
 def plain(renderable: Any) -> str:
     console = Console(width=200, record=True, file=io.StringIO())
     console.print(renderable)
@@ -205,13 +216,8 @@ def test_gc_report_screen_runs_the_job_and_exports_json(
         await app.wait_until(lambda: screen.done, timeout=30)
         assert screen.error == ""
         assert type(screen.report).__name__ == "GCReport"
-        await pilot.press("e")
-        prompt = app.screen
-        assert isinstance(prompt, ExportPrompt)
+        prompt = await export(app, pilot, out)
         assert prompt.formats == ".json"
-        prompt.query_one(Input).value = str(out)
-        await pilot.press("enter")
-        await pilot.pause()
         assert screen.exported == f"{out} (json)"
 
     drive(target, scenario)
@@ -285,12 +291,7 @@ def test_profile_screen_shows_and_exports_a_report(
         assert screen.error == ""
         assert type(screen.report).__name__ == "SampledProfile"
         assert "tui_target.py" in plain(screen.query_one("#report-body", Static).content)
-        await pilot.press("e")
-        prompt = app.screen
-        assert isinstance(prompt, ExportPrompt)
-        prompt.query_one(Input).value = str(out)
-        await pilot.press("enter")
-        await pilot.pause()
+        await export(app, pilot, out)
         assert screen.exported.startswith(str(out))
         await pilot.press("escape")
         assert app.screen is app.screen_stack[0]
