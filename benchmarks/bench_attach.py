@@ -1,6 +1,7 @@
 """Attach latency and the cost of ``vmtop record`` to the recorded process.
 
     python benchmarks/bench_attach.py [--rounds N] [--quick] [--methods ptrace,gdb] [--pyc]
+    python benchmarks/bench_attach.py --hello [--rounds N] [--python PATH]
 
 1. **Attach latency, agent present**: ``ensure_agent(pid)`` (finds and probes the socket)
    plus ``AgentClient.connect()`` (hello), median of N runs on one target.
@@ -14,7 +15,15 @@
    the target compiles vmtop's modules at each injection. ``--pyc`` gives them a bytecode
    cache (``PYTHONPYCACHEPREFIX``, filled by a first untimed injection), as an installed
    vmtop has.
-3. **Throughput while recorded at 100 Hz**: a CPU-bound target counts loop iterations; each
+   A third target is an asyncio loop whose one task computes for 1.5 ms between
+   ``await asyncio.sleep(0)``: the loop gives the GIL up and takes it back at every
+   ``select(0)``, which starves other threads that wait for it the ordinary way.
+3. **Hello latency** (``--hello``, only this part): targets that started their agent
+   themselves (``vmtop.agent.start()``), run by ``--python`` (default: this interpreter):
+   an asyncio task computing 1.5 ms or 20 ms between ``await asyncio.sleep(0)``, and a
+   pure-CPU loop that never awaits; ``AgentClient.connect()`` (connect + hello) N times,
+   0.1 s apart, median and range.
+4. **Throughput while recorded at 100 Hz**: a CPU-bound target counts loop iterations; each
    round measures its rate over W seconds plain, while ``vmtop record -r 100`` samples it and
    while bare ``py-spy record -r 100 --format raw`` samples it (the floor: vmtop adds only
    reading and writing after py-spy stops), in rotating order; the window starts 0.5 s after
@@ -76,11 +85,17 @@ while True:
 
 
 class Target:
-    def __init__(self, source: str, tmp: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        source: str,
+        tmp: Path,
+        env: dict[str, str] | None = None,
+        python: str = sys.executable,
+    ) -> None:
         script = tmp / f"t{time.monotonic_ns()}.py"
         script.write_text(textwrap.dedent(source))
         self.proc = subprocess.Popen(
-            [sys.executable, "-u", str(script)],
+            [python, "-u", str(script)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -125,8 +140,58 @@ def attach_present(tmp: Path, rounds: int) -> list[float]:
         target.stop()
 
 
-TARGETS = {"idle asyncio loop (epoll_wait)": IDLE, "CPU-busy main thread": BUSY}
+STEPPING = """
+import asyncio, time
+def spin(seconds):
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+async def main():
+    print("ready", flush=True)
+    while True:
+        spin(STEP)
+        await asyncio.sleep(0)
+asyncio.run(main())
+"""
+CPU_LOOP = """
+print("ready", flush=True)
+n = 0
+while True:
+    n += 1
+"""
+TARGETS = {
+    "idle asyncio loop (epoll_wait)": IDLE,
+    "CPU-busy main thread": BUSY,
+    "asyncio loop, 1.5 ms steps": STEPPING.replace("STEP", "0.0015"),
+}
+HELLO_TARGETS = {
+    "asyncio loop, 1.5 ms steps": STEPPING.replace("STEP", "0.0015"),
+    "asyncio loop, 20 ms steps": STEPPING.replace("STEP", "0.02"),
+    "pure CPU loop, no awaits": CPU_LOOP,
+}
+AGENT_FIRST = "import sys; sys.path.insert(0, {root!r}); import vmtop.agent; vmtop.agent.start()\n"
 PARTS = ("ensure_agent", "hello", "first snapshot", "total")
+
+
+def hello_latency(tmp: Path, rounds: int, python: str) -> dict[str, list[float]]:
+    """Per target: seconds of ``AgentClient.connect()`` (connect + hello), ``rounds`` times."""
+    root = str(Path(__file__).resolve().parent.parent)
+    out: dict[str, list[float]] = {}
+    for name, source in HELLO_TARGETS.items():
+        target = Target(AGENT_FIRST.format(root=root) + textwrap.dedent(source), tmp, None, python)
+        try:
+            time.sleep(0.3)  # past the agent's start
+            times = []
+            for _ in range(rounds):
+                t = time.perf_counter()
+                client = AgentClient(target.pid, timeout=60).connect()
+                times.append(time.perf_counter() - t)
+                client.close()
+                time.sleep(0.1)
+            out[name] = times
+        finally:
+            target.stop()
+    return out
 
 
 def first_snapshot(target: Target, method: str) -> dict[str, float]:
@@ -223,7 +288,28 @@ def main() -> None:
     parser.add_argument("--methods", default="ptrace,gdb", help="injection methods to time")
     parser.add_argument("--pyc", action="store_true", help="targets with a bytecode cache")
     parser.add_argument("--attach-only", action="store_true", help="skip the record part")
+    parser.add_argument("--hello", action="store_true", help="only the hello latency part")
+    parser.add_argument("--python", default=sys.executable, help="the --hello targets' Python")
     args = parser.parse_args()
+    if args.hello:
+        rounds = args.rounds * 3
+        load = os.getloadavg()[0]
+        with tempfile.TemporaryDirectory() as d:
+            hellos = hello_latency(Path(d), rounds, args.python)
+        version = subprocess.run(
+            [args.python, "-c", "import sys; print(sys.version.split()[0])"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        print(
+            f"targets on Python {version}, {os.cpu_count()} CPUs, load average {load:.1f} "
+            f"before / {os.getloadavg()[0]:.1f} after, {rounds} hellos each\n"
+        )
+        print("| hello (connect + reply) against | median ms (min-max) |\n| --- | --- |")
+        for name, times in hellos.items():
+            ms = [t * 1000 for t in times]
+            print(f"| {name} | {statistics.median(ms):.1f} ({min(ms):.1f}-{max(ms):.1f}) |")
+        return
     rounds, window = (2, 2.0) if args.quick else (args.rounds, args.window)
     methods = [m for m in args.methods.split(",") if m]
     load = os.getloadavg()[0]

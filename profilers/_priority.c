@@ -11,7 +11,7 @@
  * pending call (``Py_AddPendingCall``: allowed without the GIL). The main thread runs it at
  * its next eval-breaker check (where Python signal handlers run) and there gives the GIL up
  * until every such waiter has it (at most YIELD_NS at a time, queued again while one still
- * waits). So the agent gets the GIL within one bytecode check of the main thread instead of
+ * waits, and never more than EPISODE_NS in a row). So the agent gets the GIL within one bytecode check of the main thread instead of
  * whenever the loop happens to lose a race for it; the program pays one GIL round trip per
  * wake-up of the agent, which is what a switch-interval drop costs it anyway.
  *
@@ -29,12 +29,18 @@
 #include <stdatomic.h>
 #include <time.h>
 
-#define YIELD_NS 5000000L /* the main thread's longest single yield: 5 ms */
+#define YIELD_NS 5000000LL /* the main thread's longest single yield: 5 ms */
+/* The main thread makes way for at most this long per episode (from the moment a thread
+ * wants the GIL until none does), unless a begin() asked for longer: a thread that waits
+ * for something the main thread holds (a lock, an import) must not stall it for good. */
+#define EPISODE_NS 50000000LL
 
 static atomic_int wanting;   /* threads between their wait's end and holding the GIL */
 static atomic_int queued;    /* a yield pending call is queued and has not run yet */
 static atomic_long yields;   /* yields the main thread made (for tests and benchmarks) */
 static atomic_long priority; /* waits that ended with a prioritised take of the GIL */
+static atomic_llong episode_start; /* when ``wanting`` last went from 0 to 1 */
+static atomic_llong episode_limit; /* how long the main thread may make way in this episode */
 static pthread_mutex_t arrived_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t arrived_cond;
 
@@ -65,16 +71,16 @@ yield_to_waiters(void *arg)
     if (atomic_load(&wanting) == 0) {
         return 0; /* the waiter got the GIL already */
     }
+    long long now = now_ns();
+    long long left = atomic_load(&episode_start) + atomic_load(&episode_limit) - now;
+    if (left <= 0) {
+        return 0; /* made way long enough: from here on the GIL goes the ordinary way */
+    }
+    long long end = now + (left < YIELD_NS ? left : YIELD_NS);
+    struct timespec until = {.tv_sec = (time_t)(end / 1000000000LL),
+                             .tv_nsec = (long)(end % 1000000000LL)};
     atomic_fetch_add(&yields, 1);
     PyThreadState *ts = PyEval_SaveThread();
-    long long end = now_ns() + YIELD_NS;
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_nsec += YIELD_NS;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec += 1;
-        until.tv_nsec -= 1000000000L;
-    }
     pthread_mutex_lock(&arrived_lock);
     while (atomic_load(&wanting) > 0 && now_ns() < end) {
         if (pthread_cond_timedwait(&arrived_cond, &arrived_lock, &until) == ETIMEDOUT) {
@@ -90,9 +96,18 @@ yield_to_waiters(void *arg)
 }
 
 static void
-want(void)
+want(long long limit)
 {
-    atomic_fetch_add(&wanting, 1);
+    if (atomic_fetch_add(&wanting, 1) == 0) {
+        atomic_store(&episode_limit, limit);
+        atomic_store(&episode_start, now_ns());
+    }
+    else {
+        long long current = atomic_load(&episode_limit);
+        long long wanted = now_ns() - atomic_load(&episode_start) + limit;
+        while (current < wanted && !atomic_compare_exchange_weak(&episode_limit, &current, wanted)) {
+        }
+    }
     queue_yield();
 }
 
@@ -111,16 +126,20 @@ arrived(void)
 static void
 take_back_first(PyThreadState *ts)
 {
-    want();
+    want(EPISODE_NS);
     PyEval_RestoreThread(ts);
     arrived();
     atomic_fetch_add(&priority, 1);
 }
 
 static PyObject *
-priority_begin(PyObject *self, PyObject *unused)
+priority_begin(PyObject *self, PyObject *args)
 {
-    want();
+    double limit = EPISODE_NS / 1e9;
+    if (!PyArg_ParseTuple(args, "|d:begin", &limit)) {
+        return NULL;
+    }
+    want((long long)(limit * 1e9));
     Py_RETURN_NONE;
 }
 
@@ -209,8 +228,9 @@ after_fork_child(void)
 
 static PyMethodDef methods[] = {
     {"wait", priority_wait, METH_VARARGS, wait_doc},
-    {"begin", priority_begin, METH_NOARGS,
-     "begin(): until end(), the main thread gives the GIL up at each eval-breaker check.\n"
+    {"begin", priority_begin, METH_VARARGS,
+     "begin(limit=0.05): until end(), the main thread gives the GIL up at each eval-breaker\n"
+     "check, for at most ``limit`` seconds in all.\n"
      "For short sections that would otherwise lose the GIL to it at each release\n"
      "(a thread start); never around a wait for the main thread itself."},
     {"end", priority_end, METH_NOARGS, "end(): the end of a begin() section."},

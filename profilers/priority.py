@@ -11,6 +11,10 @@ these are ordinary waits.
 - :func:`urgent` — a short section (an accept, a thread start, a hello) in which the main
   thread makes way at each of its checks. Never around a wait for the main thread's own work
   (``call_in_loop``): it would run in 5 ms slices.
+
+The main thread makes way for at most 50 ms per episode (``urgent(limit)`` may ask for
+longer): a thread that waits inside such a section for something the main thread holds (a
+lock it took, a module it is importing) gets it at the latest then, the ordinary way.
 """
 
 from __future__ import annotations
@@ -38,12 +42,13 @@ def wait_readable(fd: int, timeout: float | None) -> bool:
 
 
 class Urgent:
-    """``begin()`` now, ``end()`` once (idempotent): see :func:`urgent`."""
+    """``begin()`` now, ``end()`` once (idempotent): see :func:`urgent`. The main thread
+    makes way for at most ``limit`` seconds in all (then the GIL goes the ordinary way)."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: float = 0.05) -> None:
         self.active = _priority is not None
         if self.active:
-            _priority.begin()
+            _priority.begin(limit)
 
     def end(self) -> None:
         if self.active:
@@ -52,8 +57,8 @@ class Urgent:
 
 
 @contextmanager
-def urgent() -> Iterator[None]:
-    section = Urgent()
+def urgent(limit: float = 0.05) -> Iterator[None]:
+    section = Urgent(limit)
     try:
         yield
     finally:

@@ -47,9 +47,23 @@ def _vmtop_bootstrap():
     program_interval = sys.getswitchinterval()
     sys.setswitchinterval(SWITCH_INTERVAL)
     ours = sys.getswitchinterval()
+    urgent = None
     try:
+        for path in PATHS:
+            if path not in sys.path:
+                sys.path.append(path)
+        try:
+            # The main thread makes way at its eval-breaker checks while the agent imports
+            # and starts, for at most PAUSE_LIMIT s (profilers/priority.py).
+            from profilers import _priority as urgent
+
+            urgent.begin(PAUSE_LIMIT)
+        except BaseException:
+            urgent = None
         _vmtop_start()
     finally:
+        if urgent is not None:
+            urgent.end()
         if sys.getswitchinterval() == ours:  # else the program set its own meanwhile: keep it
             sys.setswitchinterval(program_interval)
         try:
@@ -79,9 +93,6 @@ def _vmtop_start():
             write({"ok": False, "late": True, "error": "the bootstrap ran after the deadline"})
             return
         open(status + ".started", "w").close()
-        for path in PATHS:
-            if path not in sys.path:
-                sys.path.append(path)
         import vmtop
         import vmtop.agent
 
@@ -106,6 +117,7 @@ def _vmtop_start():
 _thread.start_new_thread(_vmtop_bootstrap, ())
 """
 SWITCH_INTERVAL = 0.00002  # seconds; see the docstring
+PAUSE_LIMIT = 0.3  # seconds the main thread may make way for the agent's import and start
 
 
 def import_paths() -> list[str]:
@@ -137,6 +149,7 @@ def inner_source(status_path: str | os.PathLike[str], deadline: float, paths: li
         .replace("DEADLINE", repr(float(deadline)))
         .replace("PATHS", repr(list(paths)))
         .replace("SWITCH_INTERVAL", repr(SWITCH_INTERVAL))
+        .replace("PAUSE_LIMIT", repr(PAUSE_LIMIT))
     )
 
 
