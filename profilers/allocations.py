@@ -20,21 +20,19 @@ docs/benchmarks.md); the report's analysis itself runs after the code, on first 
 
 from __future__ import annotations
 
-import sys
 import time
 import tracemalloc
 from collections.abc import Callable, Iterable
-from types import FrameType, TracebackType
+from types import FrameType
 from typing import Any, overload
 
 from profilers.alloc_analysis import OWN_FILES, Aggregate, Group, SiteDiff, growth
 from profilers.alloc_limits import DEFAULT_NFRAME, check_nframe
 from profilers.alloc_report import AllocationReport
 from profilers.calling import call_now, function_name
-from profilers.report import Report
+from profilers.report import RecordingBlock
 
 __all__ = ["AllocationRecorder", "Allocations", "allocations", "run_allocations"]
-
 
 
 class AllocationRecorder:
@@ -120,7 +118,7 @@ def run_allocations(
     return recorder.report(name or function_name(fn), value)
 
 
-class Allocations(Report):
+class Allocations(RecordingBlock[AllocationReport]):
     """``with vmtop.allocations() as m:`` (or ``async with``).
 
     ``m`` *becomes* the report when the block exits: ``m`` shows it and ``m.top()``,
@@ -128,45 +126,16 @@ class Allocations(Report):
     :class:`~profilers.alloc_report.AllocationReport`.
     """
 
+    what = "allocation report"
+    label = "allocations"
+
     def __init__(self, nframe: int = DEFAULT_NFRAME) -> None:
+        super().__init__()
         self._nframe = check_nframe(nframe)
-        self.report: AllocationReport | None = None
         self._recorder: AllocationRecorder | None = None
-        self._where = "with block"
         self._outer: tuple[tuple[str, int], ...] = ()
 
-    def __enter__(self) -> Allocations:
-        caller = sys._getframe(1)
-        self._start(f"with block at {_short(caller.f_code.co_filename)}:{caller.f_lineno}", caller)
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._stop()
-
-    async def __aenter__(self) -> Allocations:
-        caller = sys._getframe(1)
-        self._start(
-            f"async with block at {_short(caller.f_code.co_filename)}:{caller.f_lineno}", caller
-        )
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._stop()
-
-    def _start(self, where: str, caller: FrameType) -> None:
-        if self._recorder is not None:
-            raise RuntimeError("this allocation report is already recording")
-        self._where = where
+    def _start(self, caller: FrameType) -> None:
         # The block's callers (a REPL, a notebook kernel, a test runner) are cut from the stacks.
         outer = []
         frame = caller.f_back
@@ -174,37 +143,15 @@ class Allocations(Report):
             outer.append((frame.f_code.co_filename, frame.f_lineno))
             frame = frame.f_back
         self._outer = tuple(outer)
-        self.report = None
         recorder = AllocationRecorder(self._nframe)
         recorder.start()
         self._recorder = recorder
 
-    def _stop(self) -> None:
+    def _stop(self) -> AllocationReport:
         recorder, self._recorder = self._recorder, None
-        if recorder is not None:
-            recorder.stop()
-            self.report = recorder.report(self._where, outer=self._outer)
-
-    def _done(self) -> AllocationReport:
-        if self.report is None:
-            state = "still recording" if self._recorder is not None else "not run yet"
-            raise RuntimeError(f"no report: the allocation report is {state}")
-        return self.report
-
-    def to_dict(self) -> dict[str, Any]:
-        return self._done().to_dict()
-
-    def __rich__(self) -> Any:
-        if self.report is None:
-            state = "recording" if self._recorder is not None else "not started"
-            return f"<vmtop allocations: {state}>"
-        return self.report.__rich__()
-
-    def __getattr__(self, name: str) -> Any:
-        # Only called for attributes Allocations lacks: top, growth, save, peak, ...
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return getattr(self._done(), name)
+        assert recorder is not None
+        recorder.stop()
+        return recorder.report(self._where, outer=self._outer)
 
 
 class _AllocationsEntry:
@@ -253,9 +200,3 @@ class _AllocationsEntry:
 
 allocations = _AllocationsEntry()
 allocations.__doc__ = __doc__
-
-
-def _short(file: str) -> str:
-    from profilers.units import short_path
-
-    return short_path(file)

@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import gc
 import math
-import os
-import sys
 import time
 from collections import deque
 from collections.abc import Callable
@@ -39,7 +37,7 @@ from typing import Any, overload
 from profilers.calling import call_now, function_name
 from profilers.gc_report import GCReport
 from profilers.gc_stats import GENERATIONS, GCStats, GenStats
-from profilers.report import Report
+from profilers.report import RecordingBlock
 
 __all__ = ["GCPressure", "GCStats", "GCWatcher", "GenStats", "gc_pressure", "run_gc_pressure"]
 
@@ -202,77 +200,29 @@ def run_gc_pressure(
     )
 
 
-class GCPressure(Report):
+class GCPressure(RecordingBlock[GCReport]):
     """``with vmtop.gc_pressure() as g:`` (or ``async with``): ``g`` becomes the report."""
 
+    what = "GC report"
+    label = "gc_pressure"
+
     def __init__(self) -> None:
-        self.report: GCReport | None = None
+        super().__init__()
         self._watcher: GCWatcher | None = None
-        self._where = "with block"
         self._enabled_at_start = True
 
-    def __enter__(self) -> GCPressure:
-        caller = sys._getframe(1)
-        self._start(f"with block at {_where(caller)}")
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._stop()
-
-    async def __aenter__(self) -> GCPressure:
-        caller = sys._getframe(1)
-        self._start(f"async with block at {_where(caller)}")
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._stop()
-
-    def _start(self, where: str) -> None:
-        if self._watcher is not None:
-            raise RuntimeError("this GC report is already recording")
-        self._where = where
-        self.report = None
+    def _start(self, caller: FrameType) -> None:
         self._enabled_at_start = gc.isenabled()
         self._watcher = GCWatcher()
         self._watcher.start()
 
-    def _stop(self) -> None:
+    def _stop(self) -> GCReport:
         watcher, self._watcher = self._watcher, None
-        if watcher is not None:
-            watcher.stop()
-            self.report = GCReport(
-                watcher.snapshot(), name=self._where, enabled_at_start=self._enabled_at_start
-            )
-
-    def _done(self) -> GCReport:
-        if self.report is None:
-            state = "still recording" if self._watcher is not None else "not run yet"
-            raise RuntimeError(f"no report: the GC report is {state}")
-        return self.report
-
-    def to_dict(self) -> dict[str, Any]:
-        return self._done().to_dict()
-
-    def __rich__(self) -> Any:
-        if self.report is None:
-            state = "recording" if self._watcher is not None else "not started"
-            return f"<vmtop gc_pressure: {state}>"
-        return self.report.__rich__()
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return getattr(self._done(), name)
+        assert watcher is not None
+        watcher.stop()
+        return GCReport(
+            watcher.snapshot(), name=self._where, enabled_at_start=self._enabled_at_start
+        )
 
 
 @overload
@@ -298,7 +248,3 @@ def gc_pressure(
     if not callable(fn):
         raise TypeError(f"vmtop.gc_pressure needs a callable, not {type(fn).__name__}")
     return run_gc_pressure(fn, args, kwargs)
-
-
-def _where(frame: FrameType) -> str:
-    return f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}"

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import io
 import json
-from typing import Any
+import sys
+from types import FrameType, TracebackType
+from typing import Any, Generic, Self, TypeVar
 
 
 class Report:
@@ -57,3 +59,89 @@ class Report:
         console = Console(record=True, width=120, file=io.StringIO())
         console.print(self.__rich__())
         return console.export_html(inline_styles=True)
+
+
+R = TypeVar("R", bound=Report)
+
+
+class RecordingBlock(Report, Generic[R]):
+    """A ``with`` / ``async with`` block that records while it runs and then *is* its report:
+    ``block.report`` is set at the end, and every attribute a block lacks is its report's.
+
+    A subclass says what it records with ``_start(caller)`` (``caller``: the frame of the
+    ``with`` statement) and ``_stop() -> report``; ``what`` and ``label`` name it in messages.
+    """
+
+    what = "report"  # "this {what} is already recording", "no report: the {what} is ..."
+    label = "report"  # "<vmtop {label}: recording>"
+
+    def __init__(self) -> None:
+        self.report: R | None = None
+        self._where = "with block"
+        self._recording = False
+
+    def __enter__(self) -> Self:
+        self._begin("with block", sys._getframe(1))
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._end()
+
+    async def __aenter__(self) -> Self:
+        self._begin("async with block", sys._getframe(1))
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._end()
+
+    def _start(self, caller: FrameType) -> None:  # pragma: no cover - every subclass overrides
+        raise NotImplementedError
+
+    def _stop(self) -> R:  # pragma: no cover - every subclass overrides
+        raise NotImplementedError
+
+    def _begin(self, block: str, caller: FrameType) -> None:
+        from profilers.units import short_path
+
+        if self._recording:
+            raise RuntimeError(f"this {self.what} is already recording")
+        self._where = f"{block} at {short_path(caller.f_code.co_filename)}:{caller.f_lineno}"
+        self.report = None
+        self._start(caller)
+        self._recording = True
+
+    def _end(self) -> None:
+        if self._recording:
+            self._recording = False
+            self.report = self._stop()
+
+    def _done(self) -> R:
+        if self.report is None:
+            state = "still recording" if self._recording else "not run yet"
+            raise RuntimeError(f"no report: the {self.what} is {state}")
+        return self.report
+
+    def to_dict(self) -> dict[str, Any]:
+        return self._done().to_dict()
+
+    def __rich__(self) -> Any:
+        if self.report is None:
+            state = "recording" if self._recording else "not started"
+            return f"<vmtop {self.label}: {state}>"
+        return self.report.__rich__()
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called for attributes the block lacks: top, growth, save, peak, ...
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._done(), name)
