@@ -149,7 +149,7 @@ TABLE: list[tuple[list[str], str]] = [
     (["top", "1", "--sort", "cpu"], "invalid choice: 'cpu'"),
     (["attach", "-i", "0.001", "1"], "interval must be between 0.05 and 3600 s"),
     (["attach", "{dead}", "--no-inject"], "no process with pid {dead}"),
-    (["demo", "--idle", "lots"], "expected a whole number, not 'lots'"),
+    (["demo", "--idle", "lots"], "idle must be a whole number, not 'lots'"),
     (["demo", "-i", "0"], "interval must be between 0.05 and 3600 s"),
     (["ps", "--all", "5"], "unrecognized arguments: 5"),
     (["profile", "-o", "/proc/nope/out.svg", SCRIPT], "cannot write /proc/nope/out.svg"),

@@ -27,16 +27,6 @@ START_TIMEOUT = 15.0
 STOP_TIMEOUT = 5.0
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
-    if not 0 <= value <= 1_000_000:
-        raise argparse.ArgumentTypeError(f"expected 0 to 1000000, not {value}")
-    return value
-
-
 def register(sub: Any) -> None:
     p = sub.add_parser(
         "demo",
@@ -46,7 +36,11 @@ def register(sub: Any) -> None:
         "Quitting the TUI (q) stops the demo.",
     )
     p.add_argument(
-        "--idle", type=_count, default=300, metavar="N", help="idle actors (default 300)"
+        "--idle",
+        type=options.idle_actors,
+        default=300,
+        metavar="N",
+        help="idle actors (default 300)",
     )
     p.add_argument(
         "--text",

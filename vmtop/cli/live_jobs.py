@@ -27,18 +27,6 @@ LIVE_KINDS = ("profile", "allocations", "gc")
 DEFAULT_DURATION = 10.0
 
 
-def rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"rate must be samples per second, not {text!r}") from None
-    if not 0 < value <= 1000:
-        raise argparse.ArgumentTypeError(
-            f"rate must be between 0 and 1000 samples/s, not {value:g}"
-        )
-    return value
-
-
 def add_live_arguments(parser: argparse.ArgumentParser, kind: str = "profile") -> None:
     """Add ``--pid`` and ``-d`` (and the options of ``kind``'s live job) to ``parser``."""
     if kind not in LIVE_KINDS:
@@ -62,7 +50,7 @@ def add_live_arguments(parser: argparse.ArgumentParser, kind: str = "profile") -
     if kind == "profile":
         group.add_argument(
             "--rate",
-            type=rate,
+            type=options.job_rate,
             metavar="HZ",
             help="with --pid: samples per second (default 100; the report says what was achieved)",
         )

@@ -21,28 +21,48 @@ def pid(text: str) -> int:
     return value
 
 
-def seconds(
-    what: str, low: float, high: float, *, low_allowed: bool = False
-) -> Callable[[str], float]:
-    """An argument type: a number of seconds above ``low`` (or from it, ``low_allowed``) and up
-    to ``high``; ``what`` names it in the one-line error."""
+def number(
+    what: str,
+    low: float,
+    high: float,
+    unit: str = "",
+    *,
+    noun: str = "a number",
+    low_allowed: bool = False,
+    integer: bool = False,
+) -> Callable[[str], Any]:
+    """An argument type: a number above ``low`` (or from it, ``low_allowed``) up to ``high``,
+    a whole one with ``integer``. ``what`` names it in the one-line error, ``noun`` says what
+    was expected ("a number of seconds"), ``unit`` follows the bounds ("s", "samples/s")."""
+    convert = int if integer else float
+    unit = f" {unit}" if unit else ""
 
-    def parse(text: str) -> float:
+    def parse(text: str) -> Any:
         try:
-            value = float(text)
+            value = convert(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{what} must be a number of seconds, not {text!r}"
-            ) from None
+            raise argparse.ArgumentTypeError(f"{what} must be {noun}, not {text!r}") from None
         above = value >= low if low_allowed else value > low
         if not (above and value <= high):
             raise argparse.ArgumentTypeError(
-                f"{what} must be between {low:g} and {high:g} s, not {value:g}"
+                f"{what} must be between {_plain(low)} and {_plain(high)}{unit}, "
+                f"not {_plain(value)}"
             )
         return value
 
     parse.__name__ = what  # argparse names the type in some errors
     return parse
+
+
+def seconds(
+    what: str, low: float, high: float, *, low_allowed: bool = False
+) -> Callable[[str], float]:
+    """A number of seconds (see :func:`number`)."""
+    return number(what, low, high, "s", noun="a number of seconds", low_allowed=low_allowed)
+
+
+def _plain(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 #: Refresh interval of the live views (top, attach, demo).
@@ -54,17 +74,18 @@ job_duration = seconds("duration", 0, MAX_JOB_SECONDS)
 sampling_interval = seconds("interval", 0, 10)
 #: How long ``vmtop record`` samples (py-spy): up to a week.
 record_duration = seconds("duration", 0, 7 * 24 * 3600)
-
-
-def depth(text: str) -> int:
-    """Frames per tracemalloc traceback: tracemalloc's own limit (profilers/alloc_limits.py)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"depth must be a whole number, not {text!r}") from None
-    if not 1 <= value <= MAX_NFRAME:
-        raise argparse.ArgumentTypeError(f"depth must be between 1 and {MAX_NFRAME}, not {value}")
-    return value
+#: Samples per second of a live sampled profile (the agent's sampler thread).
+job_rate = number("rate", 0, 1000, "samples/s", noun="samples per second")
+#: Samples per second of ``vmtop record`` (py-spy takes whole numbers).
+record_rate = number(
+    "rate", 0, 10_000, "samples/s", noun="a whole number of samples per second", integer=True
+)
+#: Frames per tracemalloc traceback: tracemalloc's own limit (profilers/alloc_limits.py).
+depth = number("depth", 1, MAX_NFRAME, noun="a whole number", low_allowed=True, integer=True)
+#: Idle actors of the demo.
+idle_actors = number(
+    "idle", 0, 1_000_000, "actors", noun="a whole number", low_allowed=True, integer=True
+)
 
 
 def positive_int(text: str) -> int:

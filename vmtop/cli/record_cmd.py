@@ -40,13 +40,6 @@ examples:
 """
 
 
-def _rate(text: str) -> int:
-    value = options.positive_int(text)
-    if value > 10_000:
-        raise argparse.ArgumentTypeError(f"rate must be at most 10000 samples/s, not {value}")
-    return value
-
-
 def register(sub: Any) -> None:
     p = sub.add_parser(
         "record",
@@ -67,7 +60,12 @@ def register(sub: Any) -> None:
         help="seconds to record (default: until Ctrl-C)",
     )
     p.add_argument(
-        "-r", "--rate", type=_rate, default=100, metavar="HZ", help="samples per second (100)"
+        "-r",
+        "--rate",
+        type=options.record_rate,
+        default=100,
+        metavar="HZ",
+        help="samples per second (100)",
     )
     p.add_argument("--threads", "-t", action="store_true", help="one flamegraph root per thread")
     p.add_argument("--idle", "-i", action="store_true", help="include idle (waiting) threads")
