@@ -3,6 +3,8 @@ filter and returns to the table, escape clears it."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import Input
@@ -20,11 +22,11 @@ class FilterInput(Input):
             super().__init__()
             self.cleared = cleared
 
-    def __init__(self, **kwargs: object) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(
             placeholder="name or coroutine contains… (enter: keep, escape: clear)",
             max_length=MAX_FILTER,
-            **kwargs,  # type: ignore[arg-type]
+            **kwargs,
         )
 
     def action_clear_filter(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from rich.console import RenderableType
 from rich.text import Text
@@ -26,9 +27,9 @@ class NodeHeader(Widget):
     """What the target is and how it is doing; four sparklines of the last snapshots."""
 
     def __init__(
-        self, history: viewmodel.History, clock: Callable[[float], str], **kwargs: object
+        self, history: viewmodel.History, clock: Callable[[float], str], **kwargs: Any
     ) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+        super().__init__(**kwargs)
         self.history = history
         self.clock = clock
         self.snapshot: Snapshot | None = None
@@ -79,8 +80,8 @@ class NodeHeader(Widget):
 class StatusLine(Widget):
     """One line: interval covered, rows shown of matched, sort, kinds, filter, refresh, pause."""
 
-    def __init__(self, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.text = ""
 
     def show(self, snapshot: Snapshot | None, state: viewmodel.ViewState, extra: str = "") -> None:
