@@ -9,15 +9,16 @@ Parts (both by default; ``--parts modes,inproc`` picks some):
   the window starts) refreshing a top-50 snapshot every second. Each round runs the six
   (runtime, mode) pairs once in a shuffled order; ratios b/a, c/a and c/b of items/s and of
   items per CPU-second are taken within a round, per runtime; the figure is the median.
-* ``inproc``: ``checkpoints.run_trio`` in this process with no instrument and with the
-  agent's ``StepInstrument`` (what an attach adds to a Trio run), paired and shuffled: thread
-  CPU ns per step.
+* ``inproc``: ``checkpoints.run_trio`` in this process with no instrument, with an instrument
+  whose hooks do nothing (Trio's dispatch alone) and with the agent's ``StepInstrument`` (what
+  an attach adds to a Trio run), paired and shuffled: thread CPU ns per step.
 
 Usage::
 
     python benchmarks/bench_trio.py                  # ~3 min on a 2-CPU VM
     python benchmarks/bench_trio.py --quick          # smoke run, same output shape
     python benchmarks/bench_trio.py --json out.json
+    python benchmarks/bench_trio.py --parts modes --work 100   # steps of ~5 µs of work
 
 Prints Markdown tables (ready for docs/benchmarks.md) to stdout.
 """
@@ -54,6 +55,7 @@ class Config:
         self.rounds: int = args.rounds or (1 if quick else 7)
         self.duration: float = args.duration or (1.0 if quick else 3.0)
         self.tasks: int = args.tasks
+        self.work: int = args.work
         self.refresh: float = 0.2 if quick else 1.0
         self.inproc_rounds: int = 1 if quick else 15
         self.inproc_duration: float = 0.2 if quick else 0.5
@@ -63,6 +65,7 @@ class Config:
 
 def once(cfg: Config, runtime: str, mode: str) -> dict[str, Any]:
     args = ("--runtime", runtime, "--duration", str(cfg.duration), "--tasks", str(cfg.tasks))
+    args += ("--work", str(cfg.work))
     cmd = BA.target_cmd(cfg, mode, "checkpoints.py", *args)  # type: ignore[arg-type]
     with BA.child(cmd) as (proc, err):
         ready = BA.read_json(proc, err, "checkpoints.py")
@@ -110,30 +113,45 @@ def bench_modes(cfg: Config) -> dict[str, Any]:
     return out
 
 
+class EmptyInstrument:
+    """Both step hooks, doing nothing: what Trio's dispatch to an instrument costs alone."""
+
+    def before_task_step(self, task: Any) -> None:
+        pass
+
+    def after_task_step(self, task: Any) -> None:
+        pass
+
+
 def bench_inproc(cfg: Config) -> dict[str, Any]:
     import checkpoints
 
     from vmtop.agent.trio_tasks import StepInstrument
 
-    def measure(instrumented: bool) -> float:
-        instruments = (StepInstrument(),) if instrumented else ()
+    kinds: dict[str, Any] = {"plain": None, "empty": EmptyInstrument, "agent": StepInstrument}
+
+    def measure(kind: str) -> float:
+        factory = kinds[kind]
+        instruments = (factory(),) if factory is not None else ()
         t0 = time.thread_time()
         result = checkpoints.run_trio(cfg.inproc_duration, cfg.tasks, instruments)
         return (time.thread_time() - t0) / max(1, result["items"]) * 1e9
 
-    measure(False)  # warm-up: imports, caches
-    plain, inst, added = [], [], []
+    measure("plain")  # warm-up: imports, caches
+    got: dict[str, list[float]] = {k: [] for k in kinds}
+    added: list[float] = []
     for _ in range(cfg.inproc_rounds):
-        order = [False, True]
+        order = list(kinds)
         cfg.rng.shuffle(order)
-        got = {flag: measure(flag) for flag in order}
-        plain.append(got[False])
-        inst.append(got[True])
-        added.append(got[True] - got[False])
+        one = {kind: measure(kind) for kind in order}
+        for kind in kinds:
+            got[kind].append(one[kind])
+        added.append(one["agent"] - one["plain"])
     return {
         "rounds": cfg.inproc_rounds,
-        "ns_per_step_plain": BA.summary(plain),
-        "ns_per_step_instrumented": BA.summary(inst),
+        "ns_per_step_plain": BA.summary(got["plain"]),
+        "ns_per_step_empty_instrument": BA.summary(got["empty"]),
+        "ns_per_step_instrumented": BA.summary(got["agent"]),
         "ns_added": BA.summary(added),
     }
 
@@ -144,7 +162,7 @@ def fmt(s: dict[str, float], digits: int = 3) -> str:
 
 def print_tables(res: dict[str, Any]) -> None:
     print(f"machine: {platform.machine()}, Python {platform.python_version()}, {res['date']}")
-    print(f"seed {res['seed']}, tasks {res['tasks']}\n")
+    print(f"seed {res['seed']}, tasks {res['tasks']}, work {res['work']}\n")
     modes = res.get("modes")
     if modes:
         print(f"rounds {modes['rounds']}, load average {modes['loadavg']}\n")
@@ -167,6 +185,8 @@ def print_tables(res: dict[str, Any]) -> None:
         print("| Trio run | ns per step |")
         print("| --- | --- |")
         print(f"| no instrument | {fmt(inproc['ns_per_step_plain'], 0)} |")
+        empty = fmt(inproc["ns_per_step_empty_instrument"], 0)
+        print(f"| an instrument whose two step hooks do nothing | {empty} |")
         print(f"| agent's StepInstrument | {fmt(inproc['ns_per_step_instrumented'], 0)} |")
         print(f"| added by the instrument | {fmt(inproc['ns_added'], 0)} |")
 
@@ -178,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=0)
     ap.add_argument("--duration", type=float, default=0.0)
     ap.add_argument("--tasks", type=int, default=100)
+    ap.add_argument("--work", type=int, default=0, help="loop iterations in each step")
     ap.add_argument("--seed", type=int, default=random.randrange(1 << 30))
     ap.add_argument("--python", default=sys.executable)
     ap.add_argument("--json", type=Path)
@@ -190,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     res: dict[str, Any] = {
         "seed": cfg.seed,
         "tasks": cfg.tasks,
+        "work": cfg.work,
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
     if "modes" in parts:

@@ -13,7 +13,8 @@ Usage::
 Prints ``{"ready": true, "pid": ...}`` once the tasks run, waits for a line ``go`` on stdin
 (so a client can attach first), counts for ``--duration`` seconds and prints one JSON line:
 ``{"items_per_s", "items", "elapsed", "cpu", "items_per_cpu_s", "tasks"}`` (an item = one
-step; ``cpu`` = process CPU seconds in the window, all threads). ``run_trio`` is importable
+step; ``cpu`` = process CPU seconds in the window, all threads). ``--work N`` adds a loop of
+N iterations to each step (a step that does something: N=100 is ~5 µs). ``run_trio`` is importable
 to measure in-process.
 """
 
@@ -40,6 +41,14 @@ def say(obj: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
+def work(n: int) -> int:
+    """``--work``: a loop of ``n`` iterations in each step (0: none, the worst case)."""
+    total = 0
+    for i in range(n):
+        total += i * i % 7
+    return total
+
+
 def window(count: Counter, start: float, cpu0: float, tasks: int) -> dict[str, Any]:
     elapsed = time.perf_counter() - start
     cpu = time.process_time() - cpu0
@@ -53,7 +62,7 @@ def window(count: Counter, start: float, cpu0: float, tasks: int) -> dict[str, A
     }
 
 
-async def trio_main(duration: float, tasks: int, wait_go: bool) -> dict[str, Any]:
+async def trio_main(duration: float, tasks: int, wait_go: bool, n: int = 0) -> dict[str, Any]:
     import trio
 
     count = Counter()
@@ -62,6 +71,8 @@ async def trio_main(duration: float, tasks: int, wait_go: bool) -> dict[str, Any
         checkpoint = trio.lowlevel.checkpoint
         while not count.stop:
             count.n += 1
+            if n:
+                work(n)
             await checkpoint()
 
     async with trio.open_nursery() as nursery:
@@ -85,7 +96,7 @@ def run_trio(duration: float, tasks: int = 100, instruments: tuple[Any, ...] = (
     return trio.run(trio_main, duration, tasks, False, instruments=instruments)
 
 
-async def asyncio_main(duration: float, tasks: int, wait_go: bool) -> dict[str, Any]:
+async def asyncio_main(duration: float, tasks: int, wait_go: bool, n: int = 0) -> dict[str, Any]:
     import asyncio
 
     count = Counter()
@@ -94,6 +105,8 @@ async def asyncio_main(duration: float, tasks: int, wait_go: bool) -> dict[str, 
         sleep = asyncio.sleep
         while not count.stop:
             count.n += 1
+            if n:
+                work(n)
             await sleep(0)
 
     running = [asyncio.create_task(spin(), name=f"spin-{i}") for i in range(tasks)]
@@ -114,15 +127,16 @@ def main() -> None:
     ap.add_argument("--runtime", choices=("trio", "asyncio"), required=True)
     ap.add_argument("--duration", type=float, default=3.0)
     ap.add_argument("--tasks", type=int, default=100)
+    ap.add_argument("--work", type=int, default=0, help="loop iterations in each step")
     args = ap.parse_args()
     if args.runtime == "trio":
         import trio
 
-        result = trio.run(trio_main, args.duration, args.tasks, True)
+        result = trio.run(trio_main, args.duration, args.tasks, True, args.work)
     else:
         import asyncio
 
-        result = asyncio.run(asyncio_main(args.duration, args.tasks, True))
+        result = asyncio.run(asyncio_main(args.duration, args.tasks, True, args.work))
     say(result)
 
 
