@@ -219,19 +219,32 @@ class AllocationView(Report):
 
     def __rich__(self) -> Any:
         from rich.console import Group as RichGroup
-        from rich.table import Table
         from rich.text import Text
 
         r = self.report
-        parts: list[Any] = []
+        parts: list[Any] = [self._title(), self._summary(), Text(""), self._top_sites()]
+        if r.was_tracing and r.snapshot_before is not None:
+            parts += [Text(""), self._growth()]
+        parts += [Text(f"note: {note}", style="dim") for note in r.notes()]
+        return RichGroup(*parts)
+
+    def _title(self) -> Any:
+        from rich.text import Text
+
+        r = self.report
         title = Text.assemble(("Allocations: ", "bold"), (r.name, "bold cyan"))
         detail = [f"tracemalloc, {r.nframe} frame{'s' if r.nframe != 1 else ''}"]
         if r.duration is not None:
             detail.append(f"{r.duration:.3f} s")
         title.append(f"  ({', '.join(detail)})", style="dim")
-        parts.append(title)
+        return title
 
-        summary = Table.grid(padding=(0, 3))
+    def _summary(self) -> Any:
+        """One line: peak, net retained, traced at the end, live blocks."""
+        from rich.table import Table
+        from rich.text import Text
+
+        r = self.report
         cells = []
         if r.peak is not None:
             peak = format_bytes(r.peak)
@@ -246,29 +259,24 @@ class AllocationView(Report):
             )
         cells.append(Text.assemble(("traced at end ", "dim"), (format_bytes(r.traced), "bold")))
         cells.append(Text.assemble(("live blocks ", "dim"), (f"{r.blocks:,}", "bold")))
+        summary = Table.grid(padding=(0, 3))
         for _ in cells:
             summary.add_column()
         summary.add_row(*cells)
-        parts.append(summary)
+        return summary
 
+    def _top_sites(self) -> Any:
+        """The sites holding the most memory at the end."""
+        from rich.text import Text
+
+        r = self.report
         sites = r.top(self.by, self.group, self.limit)
-        what = {"line": "lines", "function": "functions", "file": "files"}[self.group]
         order = "bytes" if self.by == "bytes" else "live blocks"
-        table = Table(
-            title=f"Top {len(sites)} {what} by {order} still allocated at the end",
-            title_justify="left",
-            title_style="bold",
-            box=None,
-            header_style="bold dim",
-            pad_edge=False,
+        table = self._table(
+            f"Top {len(sites)} {self._what()} by {order} still allocated at the end",
+            ("bytes", "%", "blocks", "avg"),
+            "file" if self.group != "line" else "where",
         )
-        table.add_column("bytes", justify="right")
-        table.add_column("%", justify="right")
-        table.add_column("blocks", justify="right")
-        table.add_column("avg", justify="right")
-        if self.group != "file":
-            table.add_column("function", overflow="fold")
-        table.add_column("file" if self.group != "line" else "where", overflow="fold")
         total = r.traced or 1
         for site in sites:
             row = [
@@ -277,44 +285,52 @@ class AllocationView(Report):
                 f"{site.count:,}",
                 format_bytes(round(site.average)),
             ]
-            if self.group != "file":
-                row.append(site.function)
-            row.append(_where(site.file, site.line))
-            table.add_row(*row)
-        parts.append(Text(""))
-        parts.append(table if sites else Text("no traced memory left at the end", style="dim"))
+            table.add_row(*self._place(row, site.function, site.file, site.line))
+        return table if sites else Text("no traced memory left at the end", style="dim")
 
-        if r.was_tracing and r.snapshot_before is not None:
-            grown = [d for d in r.growth(self.group) if d.size_diff > 0][: self.limit]
-            gt = Table(
-                title=f"Growth since the start: top {len(grown)} {what}",
-                title_justify="left",
-                title_style="bold",
-                box=None,
-                header_style="bold dim",
-                pad_edge=False,
-            )
-            gt.add_column("+bytes", justify="right")
-            gt.add_column("+blocks", justify="right")
-            gt.add_column("now", justify="right")
-            if self.group != "file":
-                gt.add_column("function", overflow="fold")
-            gt.add_column("where", overflow="fold")
-            for d in grown:
-                row = [
-                    format_bytes(d.size_diff, sign=True),
-                    f"{d.count_diff:+,}",
-                    format_bytes(d.size),
-                ]
-                if self.group != "file":
-                    row.append(d.function)
-                row.append(_where(d.file, d.line))
-                gt.add_row(*row)
-            parts.append(Text(""))
-            parts.append(gt if grown else Text("no site grew", style="dim"))
-        for note in r.notes():
-            parts.append(Text(f"note: {note}", style="dim"))
-        return RichGroup(*parts)
+    def _growth(self) -> Any:
+        """The sites that grew between the two snapshots."""
+        from rich.text import Text
+
+        grown = [d for d in self.report.growth(self.group) if d.size_diff > 0][: self.limit]
+        table = self._table(
+            f"Growth since the start: top {len(grown)} {self._what()}",
+            ("+bytes", "+blocks", "now"),
+            "where",
+        )
+        for d in grown:
+            row = [format_bytes(d.size_diff, sign=True), f"{d.count_diff:+,}", format_bytes(d.size)]
+            table.add_row(*self._place(row, d.function, d.file, d.line))
+        return table if grown else Text("no site grew", style="dim")
+
+    def _what(self) -> str:
+        return {"line": "lines", "function": "functions", "file": "files"}[self.group]
+
+    def _table(self, title: str, numbers: tuple[str, ...], place: str) -> Any:
+        """A titled table: right-aligned number columns, then function (unless grouped by
+        file) and the place."""
+        from rich.table import Table
+
+        table = Table(
+            title=title,
+            title_justify="left",
+            title_style="bold",
+            box=None,
+            header_style="bold dim",
+            pad_edge=False,
+        )
+        for name in numbers:
+            table.add_column(name, justify="right")
+        if self.group != "file":
+            table.add_column("function", overflow="fold")
+        table.add_column(place, overflow="fold")
+        return table
+
+    def _place(self, row: list[str], function: str, file: str, line: int) -> list[str]:
+        if self.group != "file":
+            row.append(function)
+        row.append(_where(file, line))
+        return row
 
 
 def _where(file: str, line: int) -> str:
