@@ -45,6 +45,14 @@ def run_coroutine(
         finally:
             stop()
 
+    return run_to_end(main)
+
+
+def run_to_end(
+    main: Callable[[], Coroutine[Any, Any, Any]], name: str = "vmtop-run-coroutine"
+) -> Any:
+    """``asyncio.run(main())``; when this thread already runs a loop (Jupyter), on a thread of
+    its own (``name``), its result or exception passed back here."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -57,7 +65,7 @@ def run_coroutine(
         except BaseException as exc:  # re-raised on the calling thread
             outcome["error"] = exc
 
-    thread = threading.Thread(target=target, name="vmtop-run-coroutine")
+    thread = threading.Thread(target=target, name=name)
     thread.start()
     thread.join()
     if "error" in outcome:

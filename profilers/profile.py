@@ -18,16 +18,15 @@ attributed to the coroutine that awaited (pyinstrument's async mode, ``<await>``
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
 import os
 import sys
-import threading
 from collections.abc import Callable, Collection, Coroutine
 from types import FrameType
 from typing import Any, Protocol
 
+from profilers.calling import run_to_end
 from profilers.calls import CallsRecorder
 from profilers.calls_report import CallsProfile
 from profilers.profile_report import SampledProfile
@@ -259,29 +258,7 @@ def _run_coroutine(recorder: Recorder, make: Callable[[], Coroutine[Any, Any, An
         finally:
             recorder.stop()
 
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(main())
-    return _in_thread(lambda: asyncio.run(main()))
-
-
-def _in_thread(run: Callable[[], Any]) -> Any:
-    """Run ``run`` on a new thread (this one already runs an event loop) and pass its result."""
-    outcome: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            outcome["value"] = run()
-        except BaseException as exc:  # re-raised on the calling thread
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=target, name="vmtop-profile")
-    thread.start()
-    thread.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome.get("value")
+    return run_to_end(main, name="vmtop-profile")
 
 
 def _applied_as_decorator(fn: Callable[..., Any], caller: FrameType) -> bool:
