@@ -26,7 +26,6 @@ MAX_PAYLOAD_BYTES = 2 * 1024 * 1024 * 1024  # decompressed bytes a client accept
 SLICE = 50_000  # rows encoded per slice (each slice holds the GIL for a few ms)
 
 
-
 # -- framing ---------------------------------------------------------------------------------------
 # A payload is zlib( 8-byte little-endian header length | header JSON | array bytes... ): the
 # header holds the JSON object, in which each ``array.array`` (only as a dict value, at any
