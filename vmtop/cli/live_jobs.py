@@ -234,7 +234,7 @@ def _emit(
     """Print the report (or, for profiles with ``-o``, write it instead), as each command does
     for a program it runs: allocations print the table and also write ``-o``."""
     command = f"vmtop {kind}"
-    if getattr(report, "stopped_early", False):
+    if report.stopped_early:
         print(
             f"{command}: stopped early (Ctrl-C); the report covers what was measured",
             file=sys.stderr,
@@ -242,7 +242,7 @@ def _emit(
     if kind == "profile" and not calls:
         print(
             f"{command}: {report.samples:,} thread samples at "
-            f"{getattr(report, 'achieved_rate', 0.0):.0f} ticks/s (asked {args.rate or 100:g}/s)"
+            f"{report.achieved_rate or 0.0:.0f} ticks/s (asked {args.rate or 100:g}/s)"
             f" over {report.duration:.1f} s",
             file=sys.stderr,
         )
