@@ -16,7 +16,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from vmtop import protocol as P
+from vmtop import protocol
 from vmtop._version import __version__
 from vmtop.paths import UnsafeDirectory, agent_socket_path, check_dir
 from vmtop.records import KINDS, Snapshot
@@ -141,7 +141,9 @@ class AgentClient:
             sock.close()
             raise ClientError(f"cannot connect to {path}: {exc.strerror or exc}") from None
         self.sock = sock
-        hello = self.request("hello", protocol=P.PROTOCOL_VERSION, client=f"vmtop {__version__}")
+        hello = self.request(
+            "hello", protocol=protocol.PROTOCOL_VERSION, client=f"vmtop {__version__}"
+        )
         self.agent_version = str(hello.get("agent", ""))
         ops = hello.get("ops")
         self.agent_ops = [str(op) for op in ops] if isinstance(ops, list) else None
@@ -150,7 +152,7 @@ class AgentClient:
     def close(self) -> None:
         if self.sock is not None:
             with contextlib.suppress(OSError):
-                self.sock.sendall(P.encode({"id": 0, "op": "bye", "args": {}}))
+                self.sock.sendall(protocol.encode({"id": 0, "op": "bye", "args": {}}))
             with contextlib.suppress(OSError):
                 self.sock.close()
             self.sock = None
@@ -170,7 +172,7 @@ class AgentClient:
         try:
             # An agent that closed on us may have said why first (too many clients): read it.
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                self.sock.sendall(P.encode({"id": req_id, "op": op, "args": args}))
+                self.sock.sendall(protocol.encode({"id": req_id, "op": op, "args": args}))
             reply = self._read_reply(req_id)
         except TimeoutError:
             raise ClientError(
@@ -178,7 +180,7 @@ class AgentClient:
             ) from None
         except (BrokenPipeError, ConnectionResetError, EOFError):
             raise TargetGone(self._gone_message()) from None
-        except P.ProtocolError as exc:
+        except protocol.ProtocolError as exc:
             raise ClientError(f"the agent of pid {self.pid} sent a bad reply: {exc}") from None
         if not reply.get("ok"):
             err = reply.get("error") or {}
@@ -201,10 +203,10 @@ class AgentClient:
                 if not chunk:
                     raise EOFError
                 self._buf += chunk
-                if len(self._buf) > P.MAX_RESPONSE_BYTES:
+                if len(self._buf) > protocol.MAX_RESPONSE_BYTES:
                     raise ClientError("agent reply too large")
             line, self._buf = self._buf.split(b"\n", 1)
-            message = P.decode(line)
+            message = protocol.decode(line)
             if message.get("id") in (req_id, None):
                 return message
 
