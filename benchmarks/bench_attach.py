@@ -15,6 +15,8 @@
    the target compiles vmtop's modules at each injection. ``--pyc`` gives them a bytecode
    cache (``PYTHONPYCACHEPREFIX``, filled by a first untimed injection), as an installed
    vmtop has.
+   Then, on another fresh target, the wall time of the whole command ``vmtop top PID
+   --once --json --inject --yes --method M --interval 0.05`` (its own start-up included).
    A third target is an asyncio loop whose one task computes for 1.5 ms between
    ``await asyncio.sleep(0)``: the loop gives the GIL up and takes it back at every
    ``select(0)``, which starves other threads that wait for it the ordinary way.
@@ -43,7 +45,8 @@ import textwrap
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
 from vmtop.attach.ensure import ensure_agent  # noqa: E402
 from vmtop.client import AgentClient  # noqa: E402
@@ -170,7 +173,7 @@ HELLO_TARGETS = {
     "pure CPU loop, no awaits": CPU_LOOP,
 }
 AGENT_FIRST = "import sys; sys.path.insert(0, {root!r}); import vmtop.agent; vmtop.agent.start()\n"
-PARTS = ("ensure_agent", "hello", "first snapshot", "total")
+PARTS = ("ensure_agent", "hello", "first snapshot", "total", "command")
 
 
 def hello_latency(tmp: Path, rounds: int, python: str) -> dict[str, list[float]]:
@@ -204,7 +207,17 @@ def first_snapshot(target: Target, method: str) -> dict[str, float]:
     client.snapshot(limit=30)
     t3 = time.perf_counter()
     client.close()
-    return dict(zip(PARTS, (t1 - t0, t2 - t1, t3 - t2, t3 - t0), strict=True))
+    return dict(zip(PARTS[:4], (t1 - t0, t2 - t1, t3 - t2, t3 - t0), strict=True))
+
+
+def command_first_snapshot(target: Target, method: str, env: dict[str, str] | None) -> float:
+    """Wall seconds of ``vmtop top PID --once --json --inject --yes --interval 0.05``: the
+    command's own start, the injection and the first snapshot (one 0.05 s interval)."""
+    cmd = [sys.executable, "-m", "vmtop", "top", str(target.pid), "--once", "--json"]
+    cmd += ["--inject", "--yes", "--method", method, "--interval", "0.05"]
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True, env=env, cwd=ROOT)
+    return time.perf_counter() - t
 
 
 def attach_inject(
@@ -221,6 +234,11 @@ def attach_inject(
             try:
                 for part, value in first_snapshot(target, method).items():
                     out[method, name][part].append(value)
+            finally:
+                target.stop()
+            target = Target(TARGETS[name], tmp, env)
+            try:
+                out[method, name]["command"].append(command_first_snapshot(target, method, env))
             finally:
                 target.stop()
     return out
@@ -329,14 +347,14 @@ def main() -> None:
     print(f"| agent present (probe + hello) | {summary(present)} | {len(present)} |")
     print(
         "\n| injection, to the first snapshot | method | total, median s (min-max) "
-        "| ensure_agent | hello | first snapshot |"
+        "| ensure_agent | hello | first snapshot | the vmtop top command, median s (min-max) |"
     )
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for (method, name), parts in injected.items():
         print(
             f"| {name} | {method} | {summary(parts['total'])} | "
             + " | ".join(f"{statistics.median(parts[p]):.3f}" for p in PARTS[:3])
-            + " |"
+            + f" | {summary(parts['command'])} |"
         )
     if args.attach_only:
         return

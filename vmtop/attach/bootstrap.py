@@ -2,7 +2,9 @@
 
 It must never raise into the target and must cost the thread that runs it almost nothing. So it
 is one ``try/except BaseException`` around an ``exec`` in a fresh namespace (nothing is added
-to the program's ``__main__``), and that code only starts a thread (``_thread``) and returns.
+to the program's ``__main__``), and that code, on the main thread (gdb, a pending call,
+``sys.remote_exec``), only starts a thread (``_thread``) and returns; on an injector's own
+thread (the ptrace and lldb payload's) it does that thread's work right there.
 It never gives the GIL up (each release waits for a busy holder to let go again, and with
 three threads wanting it that adds up to tens of milliseconds: ``threading.Thread.start()``
 waits for its thread to run, so it is not used) and imports nothing new: ``import threading``
@@ -114,7 +116,10 @@ def _vmtop_start():
             pass
 
 
-_thread.start_new_thread(_vmtop_bootstrap, ())
+if _thread.get_ident() == threading.main_thread().ident:
+    _thread.start_new_thread(_vmtop_bootstrap, ())  # return to the program at once
+else:
+    _vmtop_bootstrap()  # an injector's own thread (ptrace, lldb): it has nothing else to do
 """
 SWITCH_INTERVAL = 0.00002  # seconds; see the docstring
 PAUSE_LIMIT = 0.3  # seconds the main thread may make way for the agent's import and start
