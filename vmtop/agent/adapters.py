@@ -113,13 +113,16 @@ class Adapters:
 
     def snapshot(self, collector: Collector, session: Any, req: Any) -> AdapterRows:
         """Every active adapter's rows for one client (``session.adapters``: that client's
-        state, by adapter name; it starts with the threads' CPU clocks at the client's hello,
-        the start of its first interval)."""
+        state, by adapter name; it starts with the threads' CPU clocks and queue gets at the
+        client's hello, the start of its first interval)."""
         out = AdapterRows()
         for adapter in self.activate():
             state = session.adapters.get(adapter.name)
             if state is None:
-                state = session.adapters[adapter.name] = {"threads_cpu": session.hello_threads}
+                state = session.adapters[adapter.name] = {
+                    "threads_cpu": session.hello_threads,
+                    "threads_gets": dict(getattr(session, "prev_thread_gets", {})),
+                }
             try:
                 got = adapter.snapshot(collector, state, req)
             except Exception as exc:  # a runtime's surprise must not break the snapshot

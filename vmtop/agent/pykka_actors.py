@@ -133,6 +133,7 @@ class PykkaAdapter:
             return out
         prev: dict[int, tuple[float | None, int | None]] = state.setdefault("prev", {})
         hello: dict[int, float] = state.get("threads_cpu", {})  # thread CPU at the hello
+        hello_gets: dict[int, int] = state.get("threads_gets", {})  # and its queue gets
         gets_of = getattr(collector.mailboxes, "thread_gets", None)
         new_prev = {}
         for v in views:
@@ -145,7 +146,9 @@ class PykkaAdapter:
             cpu0, gets0 = prev.get(v.ident, (None, None))
             if cpu0 is None:  # first seen: its interval starts at the client's hello (or
                 cpu0 = hello.get(v.ident, 0.0)  # at the thread's start, if it is younger)
-            out.rows.append(_row(v, cpu, cpu0, gets, gets0 or 0, req.memory))
+            if gets0 is None:
+                gets0 = hello_gets.get(v.ident, 0)
+            out.rows.append(_row(v, cpu, cpu0, gets, gets0, req.memory))
         state["prev"] = new_prev
         return out
 
