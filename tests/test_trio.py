@@ -21,7 +21,8 @@ pytestmark = pytest.mark.internals  # reads trio's run from a thread's frames
 
 
 class StartedTarget(Target):
-    """The target under plain python: it calls ``vmtop.agent.start()`` inside its run."""
+    """The target under plain python (with ``--start`` it calls ``vmtop.agent.start()``
+    inside its run; without, it has no agent until one is injected)."""
 
     def __init__(self, script: str, *args: str) -> None:
         self.proc = subprocess.Popen(
@@ -155,3 +156,12 @@ def test_agent_started_inside_trio_and_hooks_removed_at_detach() -> None:
             "receive_hooked": False,
             "probes": 0,
         }
+
+
+def test_agent_injected_into_a_running_trio_program() -> None:
+    with StartedTarget("trio_target.py") as t:
+        out = vmtop_cmd("top", str(t.pid), "--once", "-i", "0.5", "--inject", "-y", "-n", "20")
+    assert out.returncode == 0, out.stderr
+    assert "trio-MainThread" in out.stdout
+    for name in ("backlog-consumer", "idle-receiver", "scripted", "hot"):
+        assert name in out.stdout
