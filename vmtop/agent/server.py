@@ -42,6 +42,10 @@ BATCH_BELOW = 4096  # only replies smaller than this wait for others
 # GIL switch interval while a request is served (the program's own, 5 ms by default, comes
 # back after): hello and a snapshot take 10-50 ms instead of 1-3 s when its threads are busy.
 REQUEST_SWITCH_INTERVAL = 0.0005
+# The most the main thread makes way for one hello: the first one sets the hooks up and
+# imports what they need (0.1-0.25 s seen without a bytecode cache); past it the GIL goes the
+# ordinary way, which behind a loop of 1-2 ms steps means seconds (profilers/priority.py).
+HANDSHAKE_PAUSE = 0.3
 
 
 def peer_credentials(conn: socket.socket) -> tuple[int, int, int]:
@@ -213,7 +217,7 @@ class Server:
                     continue
                 # The main thread makes way while recv gives the GIL up and, until the hello
                 # is answered, while the hooks' set-up and the reply's send do (priority.py).
-                handshake = priority.Urgent()
+                handshake = priority.Urgent(HANDSHAKE_PAUSE if not attached else 0.05)
                 try:
                     chunk = conn.recv(65536)
                 except TimeoutError:
