@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import re
 import signal
@@ -142,6 +143,8 @@ def main() -> None:
     bad = set(cfg.modes) - set(MODES)
     if bad or "none" not in cfg.modes:
         raise SystemExit(f"bench_web_parts: modes must include none, from {MODES}")
+    if not cfg.wrk:
+        os.environ.setdefault("PYTHONHASHSEED", "0")  # the same dict layouts run to run
     results: dict[str, Any] = {"started": time.strftime("%Y-%m-%d %H:%M"), "load": [loadavg()]}
     for server in cfg.servers:
         per: dict[str, Any] = {}
