@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.agent_helpers import Target, vmtop_cmd
+from vmtop.agent.snapshot import SnapshotRequest, _top
 from vmtop.agent.threads import VMTOP_DIRS
 from vmtop.client import AgentClient
 from vmtop.records import ProcessRow, Snapshot
@@ -56,6 +57,37 @@ def test_executor_worker_reductions_are_its_work_items(target: Target) -> None:
         snap = client.snapshot(kinds=("thread",), filter="exec")
     (row,) = snap.rows  # created at the first submit, after the attach
     assert row.reductions == 23 and row.reductions_total == 23
+
+
+def test_threads_that_ran_keep_rows_in_the_upper_half() -> None:
+    # 40 tasks that stepped, a CPU-hot thread that took no message, an idle thread.
+    tasks = [
+        ProcessRow(
+            key=f"task:{i}",
+            kind="task",
+            id=str(i),
+            name=f"t{i}",
+            state="waiting",
+            reductions=i,
+            time=0.001 * i,
+        )
+        for i in range(1, 41)
+    ]
+    hot = ProcessRow(
+        key="thread:1", kind="thread", id="1", name="hot", state="running", reductions=0, time=0.9
+    )
+    idle = ProcessRow(
+        key="thread:2", kind="thread", id="2", name="idle", state="sleeping", reductions=0, time=0.0
+    )
+    rows = [*tasks, hot, idle]
+    top30 = _top(rows, SnapshotRequest(sort="reductions", limit=30))
+    names = [r.name for r in top30]
+    assert len(top30) == 30 and names.index("hot") == 14 and "idle" not in names
+    # Otherwise the order is the sort key's: the 29 busiest tasks, busiest first.
+    assert [r.reductions for r in top30 if r.kind == "task"] == list(range(40, 11, -1))
+    # By TIME the thread's CPU ranks it first; one row asked for is the top one, no reserve.
+    assert _top(rows, SnapshotRequest(sort="time", limit=30))[0].name == "hot"
+    assert [r.name for r in _top(rows, SnapshotRequest(sort="reductions", limit=1))] == ["t40"]
 
 
 def test_cpu_hot_thread_is_in_the_default_top_rows(target: Target) -> None:

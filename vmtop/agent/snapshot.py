@@ -234,8 +234,8 @@ def _top(rows: list[ProcessRow], req: SnapshotRequest) -> list[ProcessRow]:
 
     Threads are few and each may be where the program's CPU goes: the threads that ran in
     the interval (by CPU, the busiest first) keep up to half of the rows whatever the sort,
-    so a CPU-hot thread is never pushed out by tasks (its REDS count only the queue items it
-    took)."""
+    no lower than the middle, so a CPU-hot thread is never pushed out or down by tasks (its
+    REDS count only the queue items it took)."""
 
     def key(r: ProcessRow) -> tuple[float, float, int]:
         t = r.time_total if req.accumulate else r.time
@@ -244,11 +244,23 @@ def _top(rows: list[ProcessRow], req: SnapshotRequest) -> list[ProcessRow]:
     def busy(r: ProcessRow) -> float:
         return (r.time_total if req.accumulate else r.time) or 0.0
 
+    half = req.limit // 2
     active = [r for r in rows if r.kind == "thread" and (busy(r) > 0 or r.reductions)]
-    kept = heapq.nlargest(req.limit // 2, active, key=busy)
+    kept = heapq.nlargest(half, active, key=busy)
     ids = {id(r) for r in kept}
     rest = heapq.nlargest(req.limit - len(kept), [r for r in rows if id(r) not in ids], key=key)
-    return sorted(kept + rest, key=key, reverse=True)
+    out = sorted(kept + rest, key=key, reverse=True)
+    # ... and no lower than the middle of the rows: on the TUI's first screen (it fetches
+    # what is visible and 10 more) and in the upper half of `vmtop top`.
+    first, second = out[:half], out[half:]
+    low = [r for r in second if id(r) in ids]
+    if low:  # they take the places of the last rows of the first half that are not theirs
+        others = [i for i, r in enumerate(first) if id(r) not in ids][-len(low) :]
+        gone = set(others)
+        first = [r for i, r in enumerate(first) if i not in gone] + low
+        second = [out[i] for i in others] + [r for r in second if id(r) not in ids]
+        out = first + second
+    return out
 
 
 def _loop_rows(
@@ -457,11 +469,11 @@ def _thread_rows(
 ) -> tuple[list[ProcessRow], int]:
     frames = sys._current_frames()
     samples = sample_threads(frames)
-    collector.mailboxes.scan_threads(frames, {s.ident: s.thread for s in samples})
+    tracker = collector.mailboxes
+    tracker.scan_threads(frames, {s.ident: s.thread for s in samples})
+    tracker.forget_threads(frames)  # counts of threads that ended (their idents get reused)
     if "thread" not in req.kinds:
         return [], 0
-    tracker = collector.mailboxes
-    tracker.forget_threads(s.ident for s in samples)
     rows = []
     new_prev: dict[int, float] = {}
     new_gets: dict[int, int] = {}
