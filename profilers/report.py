@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import json
 import sys
-from types import FrameType, TracebackType
+from types import FrameType
 from typing import Any, Generic, Self, TypeVar
 
 
@@ -84,24 +84,14 @@ class RecordingBlock(Report, Generic[R]):
         self._begin("with block", sys._getframe(1))
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self._end()
 
     async def __aenter__(self) -> Self:
         self._begin("async with block", sys._getframe(1))
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         self._end()
 
     def _start(self, caller: FrameType) -> None:  # pragma: no cover - every subclass overrides

@@ -209,8 +209,7 @@ def test_gc_report_screen_runs_the_job_and_exports_json(
 
     async def scenario(app: VmtopApp, pilot: Pilot[Any], proc: Any) -> None:
         app.report_seconds = 0.3
-        app.action_report("gc")
-        await pilot.pause()
+        await pilot.press("G")
         screen = app.screen
         assert isinstance(screen, ReportScreen)
         await app.wait_until(lambda: screen.done, timeout=30)
