@@ -7,10 +7,12 @@ of it before the client attaches.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import time
 import urllib.error
 import urllib.request
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -168,9 +170,6 @@ def test_takers_read_from_bytecode() -> None:
 
 
 def test_nothing_of_the_tracker_keeps_a_queue_or_task_alive() -> None:
-    import gc
-    import weakref
-
     tracker = M.MailboxTracker()
 
     async def main() -> tuple[Any, Any]:
@@ -232,3 +231,39 @@ def post(port: int, path: str) -> dict[str, Any]:
         except urllib.error.URLError:
             assert time.monotonic() < deadline, f"nothing answers on {port}"
             time.sleep(0.05)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_queue_that_outlives_its_consumers_keeps_none_of_them(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One long-lived queue, a short task per item (a task per request): each is seen by the
+    # dequeue hook (a refresh between them), and the tracker does not grow with them.
+    monkeypatch.setenv(HOOK_ENV, kind)
+    tracker = M.MailboxTracker()
+
+    known: list[bool] = []
+
+    async def take(q: asyncio.Queue[int]) -> None:
+        q.get_nowait()
+        q.put_nowait(0)
+        # Known from this get, though a task before it may have had the same address.
+        known.append(tracker.mailbox_of(asyncio.current_task()) == 1)
+
+    async def main() -> None:
+        q: asyncio.Queue[int] = asyncio.Queue()
+        q.put_nowait(0)
+        tracker.install()
+        try:
+            for _ in range(200):
+                tracker.new_interval()
+                await asyncio.create_task(take(q))
+        finally:
+            tracker.uninstall()
+        gc.collect()
+        tracker.forget_dead(seconds=1.0)
+        # At most the last one (a queue's only consumer stays until the queue goes).
+        assert len(tracker.queues[id(q)].consumers) <= 1 and len(tracker.by_consumer) <= 1
+
+    asyncio.run(main())
+    assert known == [True] * 200

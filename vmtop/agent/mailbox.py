@@ -58,13 +58,13 @@ class QueueInfo:
         return self.ref()
 
     def live_consumers(self) -> list[Any]:
+        """The consumers that did not end (the ended ones go in forget_dead's pass, which
+        also keeps ``by_consumer`` in step)."""
         out = []
-        for key, ref in list(self.consumers.items()):
+        for ref in list(self.consumers.values()):
             obj = ref()
-            if obj is None or _ended(obj):
-                del self.consumers[key]
-                continue
-            out.append(obj)
+            if obj is not None and not _ended(obj):
+                out.append(obj)
         return out
 
     def ended_consumers(self) -> list[int]:
@@ -197,7 +197,8 @@ class MailboxTracker:
                 task = None
             if task is not None:
                 info = queues.get(id(q))
-                if info is None or id(task) not in info.consumers:
+                ref = info.consumers.get(id(task)) if info is not None else None
+                if ref is None or ref() is not task:  # an id is reused once its task is gone
                     note(q, task)
 
         get_nowait = marked_call(a_get_nowait, sample)
@@ -315,7 +316,8 @@ class MailboxTracker:
             info = self.queues[id(q)] = QueueInfo(ref, self._seq)
             if len(self._fresh) < FRESH_MAX:  # beyond, the round robin's next copy has it
                 self._fresh.append((id(q), info))
-        if id(consumer) not in info.consumers:
+        known = info.consumers.get(id(consumer))
+        if known is None or known() is not consumer:
             info.consumers[id(consumer)] = weakref.ref(consumer)
             self.by_consumer.setdefault(id(consumer), set()).add(id(q))
             if len(info.consumers) > 1:
