@@ -272,15 +272,19 @@ class Server:
                 handshake.end()
             with contextlib.suppress(Exception):
                 self.jobs.client_left(id(session))  # its jobs would be orphans
-            if session is not None:
-                sinks = self.collector.steps.sinks
-                sinks[:] = [s for s in sinks if s is not session.pending]
-            if attached:
-                self.collector.detach()
-            with self._lock:
-                self.connections.discard(conn)
-            with contextlib.suppress(OSError):
-                conn.close()
+            # The hooks come out under the collector's lock, and taking them out gives the GIL
+            # up (a lag probe's cancel writes to the loop's pipe): a thread starved there
+            # would hold the lock, and the next client's hello, for seconds.
+            with priority.urgent(HANDSHAKE_PAUSE):
+                if session is not None:
+                    sinks = self.collector.steps.sinks
+                    sinks[:] = [s for s in sinks if s is not session.pending]
+                if attached:
+                    self.collector.detach()
+                with self._lock:
+                    self.connections.discard(conn)
+                with contextlib.suppress(OSError):
+                    conn.close()
 
     def _send(self, conn: socket.socket, message: dict[str, Any]) -> None:
         data = P.encode(message)
