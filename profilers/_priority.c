@@ -41,7 +41,7 @@ static atomic_long yields;   /* yields the main thread made (for tests and bench
 static atomic_long priority; /* waits that ended with a prioritised take of the GIL */
 static atomic_llong episode_start; /* when ``wanting`` last went from 0 to 1 */
 static atomic_llong episode_limit; /* how long the main thread may make way in this episode */
-static pthread_mutex_t arrived_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t arrived_lock;
 static pthread_cond_t arrived_cond;
 
 static long long
@@ -218,12 +218,24 @@ priority_stats(PyObject *self, PyObject *unused)
 }
 
 static void
+init_arrived(void)
+{
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&arrived_cond, &attr);
+    pthread_condattr_destroy(&attr);
+    pthread_mutex_init(&arrived_lock, NULL);
+}
+
+static void
 after_fork_child(void)
 {
-    /* Only the forking thread lives on: nobody waits, nothing is queued in the child. */
+    /* Only the forking thread lives on: nobody waits, nothing is queued in the child (a
+     * yield queued before the fork finds nobody waiting and returns). */
     atomic_store(&wanting, 0);
     atomic_store(&queued, 0);
-    pthread_mutex_init(&arrived_lock, NULL);
+    init_arrived();
 }
 
 static PyMethodDef methods[] = {
@@ -250,11 +262,7 @@ PyInit__priority(void)
 {
     static int initialised;
     if (!initialised) {
-        pthread_condattr_t attr;
-        pthread_condattr_init(&attr);
-        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-        pthread_cond_init(&arrived_cond, &attr);
-        pthread_condattr_destroy(&attr);
+        init_arrived();
         pthread_atfork(NULL, NULL, after_fork_child);
         initialised = 1;
     }
