@@ -18,6 +18,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
+from textual.css.query import NoMatches
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Input, ProgressBar, Static
 
@@ -160,24 +161,35 @@ class ReportScreen(Screen[None]):
         if self.is_attached:
             self.app.call_from_thread(self._progress, status)
 
+    # The three below run on the app's thread, queued by the job's worker: the user may have
+    # closed the screen in between (its widgets are then gone), which must not fail the app.
     def _progress(self, status: dict[str, Any]) -> None:
-        self.query_one(ProgressBar).update(progress=float(status.get("progress", 0.0)))
+        if not self.is_attached:
+            return
         elapsed = float(status.get("elapsed", 0.0))
-        self.query_one("#report-status", Static).update(
-            f"{status.get('state', '')}: {elapsed:.1f} / {self.seconds:g} s"
-        )
+        with contextlib.suppress(NoMatches):
+            self.query_one(ProgressBar).update(progress=float(status.get("progress", 0.0)))
+            self.query_one("#report-status", Static).update(
+                f"{status.get('state', '')}: {elapsed:.1f} / {self.seconds:g} s"
+            )
 
     def _show(self, report: Any) -> None:
         self.report = report
         self.done = True
-        self.query_one("#report-progress").display = False
+        if not self.is_attached:
+            return
         body = report.__rich__() if hasattr(report, "__rich__") else Text(str(report))
-        self.query_one("#report-body", Static).update(body)
+        with contextlib.suppress(NoMatches):
+            self.query_one("#report-progress").display = False
+            self.query_one("#report-body", Static).update(body)
 
     def _failed(self, reason: str) -> None:
         self.error = reason
         self.done = True
-        self.query_one("#report-status", Static).update(Text(f"✖ {reason}", style="bold red"))
+        if not self.is_attached:
+            return
+        with contextlib.suppress(NoMatches):
+            self.query_one("#report-status", Static).update(Text(f"✖ {reason}", style="bold red"))
 
     def _close_client(self) -> None:
         client, self._client = self._client, None
