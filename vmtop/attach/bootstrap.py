@@ -20,9 +20,13 @@ thread (the ptrace payload and gdb both make sure of that: the first import deci
    20 µs GIL switch interval meanwhile: against a CPU-bound main thread each of the imports'
    few hundred system calls gives the GIL up and then waits a whole interval (5 ms by
    default) to get it back (the agent came up in 0.37 s at 0.5 ms, 0.24 s at 50 µs, 0.22 s at
-   20 µs; docs/benchmarks.md has the current figures). It is set before the first import
-   and put back after the agent started, unless the program set one of its own meanwhile
-   (the agent's own requests ask for theirs through ``profilers.switching`` later);
+   20 µs). It is set before the first import and put back after the agent started, unless
+   the program set one of its own meanwhile (the agent's own requests ask for theirs
+   through ``profilers.switching`` later). Better still, while it imports and starts the
+   agent **the main thread makes way** (``profilers._priority.begin(PAUSE_LIMIT)``: a
+   pending call has it give the GIL up at each of its eval-breaker checks, for at most
+   ``PAUSE_LIMIT`` s): against a CPU-bound main thread the attach took 0.4-0.7 s sharing
+   the GIL at 20 µs switches, 0.13-0.3 s this way (docs/benchmarks.md);
 3. marks that it started (``<status>.started``: the injector can stop waiting for the main
    thread), then writes a JSON status file (atomically) that the injector waits for: ``{"ok": true,
    "socket": ...}`` or ``{"ok": false, "error": "..."}``;
