@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from types import CodeType, FrameType
 from typing import Any
 
+from vmtop.agent.objects import attribute
 from vmtop.agent.step_hooks import use_c_hooks
 
 _AQ_GET = asyncio.Queue.get.__code__
@@ -595,8 +596,8 @@ def _taker(prev: list[tuple[str, Any]]) -> list[Taker]:
 
 def queues_held(frames: Iterable[FrameType], kinds: tuple[type, ...]) -> list[Any]:
     """Queues of type ``kinds`` that these frames take from (see :func:`takers`): the object
-    named by a local, a global or an instance attribute (read from ``__dict__`` only, so no
-    property or ``__getattr__`` of the program runs)."""
+    named by a local, a global or an instance attribute (read by :func:`objects.attribute`,
+    so no property or ``__getattr__`` of the program runs and no ``__dict__`` is made)."""
     out: list[Any] = []
     for frame in frames:
         found = takers(frame.f_code)
@@ -618,8 +619,6 @@ def queues_held(frames: Iterable[FrameType], kinds: tuple[type, ...]) -> list[An
 
 
 def _instance_attr(obj: Any, attr: str) -> Any:
-    try:
-        d = object.__getattribute__(obj, "__dict__")
-    except Exception:
-        return None
-    return d.get(attr) if isinstance(d, dict) else None
+    # Not through ``obj.__dict__``: on 3.11/3.12 that makes the dict for good and slows
+    # every attribute access of the program on ``obj`` (vmtop/agent/objects.py).
+    return attribute(obj, attr)

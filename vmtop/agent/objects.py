@@ -20,6 +20,7 @@ code, no Python code runs, nothing is created or changed.
 from __future__ import annotations
 
 import gc
+import types
 from typing import Any
 
 
@@ -28,3 +29,30 @@ def attribute_values(obj: Any) -> list[Any]:
     without its type. An instance whose ``__dict__`` already exists gives that dict."""
     t = type(obj)
     return [r for r in gc.get_referents(obj) if r is not t]
+
+
+def attribute(obj: Any, name: str) -> Any:
+    """``obj``'s attribute ``name`` if reading it runs none of the program's code (an instance
+    attribute, a slot, a plain class attribute), else None; its ``__dict__`` is not made.
+
+    ``object.__getattribute__`` reads an instance's inline values as they are and never calls
+    the class's ``__getattr__`` or ``__getattribute__``; a property or any other data
+    descriptor on the class would run code, so such a name gives None.
+    """
+    for klass in type(obj).__mro__:
+        found = klass.__dict__.get(name, _MISSING)
+        if found is _MISSING:
+            continue
+        kind = type(found)
+        if kind is not types.MemberDescriptorType and (
+            hasattr(kind, "__set__") or hasattr(kind, "__delete__")
+        ):
+            return None
+        break
+    try:
+        return object.__getattribute__(obj, name)
+    except Exception:
+        return None
+
+
+_MISSING = object()

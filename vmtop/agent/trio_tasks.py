@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 from vmtop.agent.lag import LagProbe
 from vmtop.agent.loops import LoopTimeout
 from vmtop.agent.memory import estimate
+from vmtop.agent.objects import attribute_values
 from vmtop.agent.tasks import frame_location
 from vmtop.agent.threads import stack_of
 from vmtop.records import Location, LoopStats, ProcessRow
@@ -691,7 +692,7 @@ def _channel_detail(channels: Channels, key: str, seq: int) -> dict[str, Any] | 
 
 
 def _task_detail(adapter: TrioAdapter, run: TrioRun, key: str, task: Any) -> dict[str, Any]:
-    from vmtop.agent import memory as M
+    from vmtop.agent import memory
     from vmtop.agent.detail import frame_info, safe_repr
 
     frames = await_frames(task)
@@ -731,8 +732,8 @@ def _task_detail(adapter: TrioAdapter, run: TrioRun, key: str, task: Any) -> dic
         "current": str(current) if current else "",
         "await_chain": [frame_info(f) for f in frames],
         "mailbox": boxes,
-        "memory": M.estimate(roots, frames),
-        "memory_note": M.NOTE,
+        "memory": memory.estimate(roots, frames),
+        "memory_note": memory.NOTE,
     }
 
 
@@ -777,9 +778,8 @@ def _frame_values(frame: FrameType) -> list[Any]:
         return []
     values = list(local.values())
     owner = local.get("self")
-    attrs = getattr(owner, "__dict__", None)
-    if isinstance(attrs, dict):
-        values += list(attrs.values())
+    if owner is not None:  # its attribute values, without making its __dict__ (objects.py)
+        values += attribute_values(owner)
     return values
 
 
