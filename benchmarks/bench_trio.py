@@ -40,10 +40,10 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE / "workloads"))
 
-import bench_agent as BA  # noqa: E402  (shared helpers: child processes, CPU, a refresher)
+import bench_agent  # noqa: E402  (shared helpers: child processes, CPU, a refresher)
 
 RUNTIMES = ("trio", "asyncio")
-MODES = BA.MODES  # plain, run, attached
+MODES = bench_agent.MODES  # plain, run, attached
 PAIRS = {"run": "plain", "attached": "plain", "attached/run": "run"}
 KEYS = ("items_per_s", "items_per_cpu_s")
 
@@ -66,17 +66,17 @@ class Config:
 def once(cfg: Config, runtime: str, mode: str) -> dict[str, Any]:
     args = ("--runtime", runtime, "--duration", str(cfg.duration), "--tasks", str(cfg.tasks))
     args += ("--work", str(cfg.work))
-    cmd = BA.target_cmd(cfg, mode, "checkpoints.py", *args)  # type: ignore[arg-type]
-    with BA.child(cmd) as (proc, err):
-        ready = BA.read_json(proc, err, "checkpoints.py")
+    cmd = bench_agent.target_cmd(cfg, mode, "checkpoints.py", *args)  # type: ignore[arg-type]
+    with bench_agent.child(cmd) as (proc, err):
+        ready = bench_agent.read_json(proc, err, "checkpoints.py")
         pid = int(ready["pid"])
-        refresher = BA.Refresher(pid, cfg.refresh) if mode == "attached" else None
+        refresher = bench_agent.Refresher(pid, cfg.refresh) if mode == "attached" else None
         if refresher is not None:
             refresher.start()
         assert proc.stdin is not None
         proc.stdin.write("go\n")
         proc.stdin.flush()
-        result = BA.read_json(proc, err, "checkpoints.py")
+        result = bench_agent.read_json(proc, err, "checkpoints.py")
         if refresher is not None:
             refresher.stop()
             result["snapshots"] = len(refresher.loop_times)
@@ -87,7 +87,7 @@ def once(cfg: Config, runtime: str, mode: str) -> dict[str, Any]:
 def bench_modes(cfg: Config) -> dict[str, Any]:
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {r: {m: [] for m in MODES} for r in RUNTIMES}
     ratios = {r: {k: {p: [] for p in PAIRS} for k in KEYS} for r in RUNTIMES}
-    loads = [BA.loadavg()]
+    loads = [bench_agent.loadavg()]
     for _ in range(cfg.rounds):
         order = [(r, m) for r in RUNTIMES for m in MODES]
         cfg.rng.shuffle(order)
@@ -98,12 +98,14 @@ def bench_modes(cfg: Config) -> dict[str, Any]:
             for k in KEYS:
                 for name, base in PAIRS.items():
                     ratios[r][k][name].append(got[r, name.split("/")[0]][k] / got[r, base][k])
-        loads.append(BA.loadavg())
+        loads.append(bench_agent.loadavg())
     out: dict[str, Any] = {"rounds": cfg.rounds, "loadavg": loads, "runs": runs}
     for r in RUNTIMES:
-        out[r] = {k: {m: BA.summary([x[k] for x in runs[r][m]]) for m in MODES} for k in KEYS}
+        out[r] = {
+            k: {m: bench_agent.summary([x[k] for x in runs[r][m]]) for m in MODES} for k in KEYS
+        }
         for k in KEYS:
-            out[r][k + "_ratio"] = {p: BA.summary(v) for p, v in ratios[r][k].items()}
+            out[r][k + "_ratio"] = {p: bench_agent.summary(v) for p, v in ratios[r][k].items()}
         att = runs[r]["attached"]
         window = sum(x["elapsed"] for x in att)
         out[r]["snapshot_loop_time_per_s"] = sum(x["loop_time"] for x in att) / window
@@ -149,10 +151,10 @@ def bench_inproc(cfg: Config) -> dict[str, Any]:
         added.append(one["agent"] - one["plain"])
     return {
         "rounds": cfg.inproc_rounds,
-        "ns_per_step_plain": BA.summary(got["plain"]),
-        "ns_per_step_empty_instrument": BA.summary(got["empty"]),
-        "ns_per_step_instrumented": BA.summary(got["agent"]),
-        "ns_added": BA.summary(added),
+        "ns_per_step_plain": bench_agent.summary(got["plain"]),
+        "ns_per_step_empty_instrument": bench_agent.summary(got["empty"]),
+        "ns_per_step_instrumented": bench_agent.summary(got["agent"]),
+        "ns_added": bench_agent.summary(added),
     }
 
 

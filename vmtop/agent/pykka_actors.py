@@ -205,7 +205,7 @@ def _row(
 
 def actor_detail(collector: Collector, v: ActorView) -> dict[str, Any]:
     """The thread detail of the actor's thread, plus the message it handles and its inbox."""
-    from vmtop.agent import memory as M
+    from vmtop.agent import memory
     from vmtop.agent.detail import frame_info, safe_repr
 
     stack = [frame_info(f, with_locals=i < 8) for i, f in enumerate(v.frames)]
@@ -240,8 +240,8 @@ def actor_detail(collector: Collector, v: ActorView) -> dict[str, Any]:
                 "preview": [safe_repr(getattr(e, "message", e)) for e in items],
             }
         ],
-        "memory": M.estimate([inbox] if inbox is not None else [], list(reversed(v.frames))),
-        "memory_note": M.NOTE,
+        "memory": memory.estimate([inbox] if inbox is not None else [], list(reversed(v.frames))),
+        "memory_note": memory.NOTE,
     }
 
 
