@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests.agent_helpers import Target, vmtop_cmd
-from vmtop.agent import mailbox as M
+from vmtop.agent import mailbox
 from vmtop.agent.step_hooks import HOOK_ENV
 from vmtop.client import AgentClient
 from vmtop.records import ProcessRow, Snapshot
@@ -121,7 +121,7 @@ def test_marked_call_samples_each_object_once_per_reset(
         raise RuntimeError("a failing sample never reaches the caller")
 
     original = Box.take
-    hook = M.marked_call(original, sample)
+    hook = mailbox.marked_call(original, sample)
     assert (type(hook).__name__ == "MarkedCall") == (kind == "c")
     monkeypatch.setattr(Box, "take", hook)
     a, b = Box(100), Box(50)
@@ -161,8 +161,8 @@ def test_takers_read_from_bytecode() -> None:
         cache.get(item)
         await jobs.get()
 
-    assert M.takers(Actor.run.__code__) == (("local", "self", "inbox"),)
-    assert M.takers(worker.__code__) == (
+    assert mailbox.takers(Actor.run.__code__) == (("local", "self", "inbox"),)
+    assert mailbox.takers(worker.__code__) == (
         ("local", "q", ""),
         ("local", "cache", ""),
         ("local", "jobs", ""),
@@ -170,7 +170,7 @@ def test_takers_read_from_bytecode() -> None:
 
 
 def test_nothing_of_the_tracker_keeps_a_queue_or_task_alive() -> None:
-    tracker = M.MailboxTracker()
+    tracker = mailbox.MailboxTracker()
 
     async def main() -> tuple[Any, Any]:
         q: asyncio.Queue[int] = asyncio.Queue()
@@ -240,7 +240,7 @@ def test_a_queue_that_outlives_its_consumers_keeps_none_of_them(
     # One long-lived queue, a short task per item (a task per request): each is seen by the
     # dequeue hook (a refresh between them), and the tracker does not grow with them.
     monkeypatch.setenv(HOOK_ENV, kind)
-    tracker = M.MailboxTracker()
+    tracker = mailbox.MailboxTracker()
 
     known: list[bool] = []
 

@@ -9,8 +9,7 @@ import sys
 from types import FrameType
 from typing import Any
 
-from vmtop.agent import memory as M
-from vmtop.agent import tasks as T
+from vmtop.agent import memory, tasks
 from vmtop.agent.collector import Collector
 from vmtop.agent.loops import call_in_loop
 from vmtop.agent.mailbox import blocked_putters, queue_length
@@ -39,7 +38,7 @@ def safe_repr(obj: Any) -> str:
 
 
 def frame_info(frame: FrameType, with_locals: bool = True) -> dict[str, Any]:
-    loc = T.frame_location(frame)
+    loc = tasks.frame_location(frame)
     out: dict[str, Any] = {
         "function": loc.function,
         "file": loc.file,
@@ -100,8 +99,8 @@ def detail(collector: Collector, key: str, timeout: float = 1.0) -> dict[str, An
                     "daemon": s.thread.daemon,
                     "stack": stack,
                     "mailbox": _mailbox_detail(collector, s.thread),
-                    "memory": M.estimate([], _frames(s.frame)),
-                    "memory_note": M.NOTE,
+                    "memory": memory.estimate([], _frames(s.frame)),
+                    "memory_note": memory.NOTE,
                 }
         raise NotFound(f"no thread {key}")
     if kind == "queue" and ident.isdigit():
@@ -135,7 +134,7 @@ def _frames(frame: FrameType | None) -> list[FrameType]:
 
 
 def _task_detail(collector: Collector, key: str, task: Any) -> dict[str, Any]:
-    frames = T.chain_frames(task)
+    frames = tasks.chain_frames(task)
     steps, seconds = collector.steps.get(task)
     mailbox = _mailbox_detail(collector, task)
     infos = collector.mailboxes.queues_of(task)
@@ -144,17 +143,17 @@ def _task_detail(collector: Collector, key: str, task: Any) -> dict[str, Any]:
         "key": key,
         "kind": "task",
         "name": task.get_name(),
-        "coro": T.coro_name(task),
-        "state": T.task_state(task, None, T.ready_owner_ids(task.get_loop())),
+        "coro": tasks.coro_name(task),
+        "state": tasks.task_state(task, None, tasks.ready_owner_ids(task.get_loop())),
         "done": task.done(),
         "cancelling": bool(getattr(task, "cancelling", lambda: 0)()),
         "reductions_total": steps,
         "time_total": seconds,
-        "waiting_on": T.describe_waiter(task),
+        "waiting_on": tasks.describe_waiter(task),
         "await_chain": [frame_info(f) for f in frames],
         "mailbox": mailbox,
-        "memory": M.estimate(roots, frames),
-        "memory_note": M.NOTE,
+        "memory": memory.estimate(roots, frames),
+        "memory_note": memory.NOTE,
     }
 
 

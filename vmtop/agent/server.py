@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from profilers import priority, switching
-from vmtop import protocol as P
+from vmtop import protocol
 from vmtop._version import __version__
 from vmtop.agent.collector import Collector
 from vmtop.agent.detail import NotFound, cancel, detail
@@ -196,7 +196,7 @@ class Server:
                 conn.settimeout(1.0)
                 with contextlib.suppress(OSError):
                     msg = f"too many clients: {MAX_CLIENTS} are connected (close one and retry)"
-                    conn.sendall(P.encode(P.error(None, "busy", msg)))
+                    conn.sendall(protocol.encode(protocol.error(None, "busy", msg)))
                 conn.close()
                 return
             self.connections.add(conn)
@@ -236,8 +236,8 @@ class Server:
                     buf = lines.pop()
                     out = _Replies(conn, self)
                     for line in lines:
-                        if len(line) > P.MAX_REQUEST_BYTES:
-                            out.add(P.error(None, "bad_request", "request line too long"))
+                        if len(line) > protocol.MAX_REQUEST_BYTES:
+                            out.add(protocol.error(None, "bad_request", "request line too long"))
                             out.flush()
                             return
                         if not line.strip():
@@ -262,8 +262,8 @@ class Server:
                 if handshake is not None:
                     handshake.end()  # a hello not complete in this chunk: the next waits again
                     handshake = None
-                if len(buf) > P.MAX_REQUEST_BYTES:
-                    self._send(conn, P.error(None, "bad_request", "request line too long"))
+                if len(buf) > protocol.MAX_REQUEST_BYTES:
+                    self._send(conn, protocol.error(None, "bad_request", "request line too long"))
                     return
         except (OSError, ValueError):
             return  # client vanished or stopped reading: drop it, never block the target
@@ -287,7 +287,7 @@ class Server:
                     conn.close()
 
     def _send(self, conn: socket.socket, message: dict[str, Any]) -> None:
-        data = P.encode(message)
+        data = protocol.encode(message)
         try:
             conn.sendall(data)
         except TimeoutError:
@@ -300,58 +300,60 @@ class Server:
         """(reply, close the connection afterwards)."""
         req_id: Any = None
         try:
-            req_id, op, args = P.parse_request(line)
+            req_id, op, args = protocol.parse_request(line)
             if op == "hello":
                 version = args.get("protocol")
-                if version != P.PROTOCOL_VERSION:
+                if version != protocol.PROTOCOL_VERSION:
                     msg = (
                         f"client speaks protocol {version!r}, agent speaks "
-                        f"{P.PROTOCOL_VERSION} (vmtop {__version__}): install matching versions"
+                        f"{protocol.PROTOCOL_VERSION} (vmtop {__version__}): install matching versions"
                     )
-                    return P.error(req_id, "version", msg), True
-                reply = P.ok(
+                    return protocol.error(req_id, "version", msg), True
+                reply = protocol.ok(
                     req_id,
                     {
-                        "protocol": P.PROTOCOL_VERSION,
+                        "protocol": protocol.PROTOCOL_VERSION,
                         "agent": __version__,
                         "pid": os.getpid(),
-                        "ops": list(P.OPS),
+                        "ops": list(protocol.OPS),
                     },
                 )
                 reply["_hello"] = True
                 return reply, False
             if not attached or session is None:
-                return P.error(req_id, "bad_request", "send hello first"), False
+                return protocol.error(req_id, "bad_request", "send hello first"), False
             if op == "bye":
-                return P.ok(req_id, {}), True
+                return protocol.ok(req_id, {}), True
             if op == "snapshot":
                 try:
                     sreq = SnapshotRequest.from_args(args)
                 except ValueError as exc:
-                    return P.error(req_id, "bad_request", str(exc)), False
+                    return protocol.error(req_id, "bad_request", str(exc)), False
                 snap = take_snapshot(self.collector, session, sreq)
-                return P.ok(req_id, snap.to_dict()), False
+                return protocol.ok(req_id, snap.to_dict()), False
             if op in JOB_OPS:
-                return P.ok(req_id, self.jobs.handle(op, args, id(session))), False
+                return protocol.ok(req_id, self.jobs.handle(op, args, id(session))), False
             if op in ("detail", "cancel"):
                 key = args.get("key")
                 if not isinstance(key, str) or len(key) > 64:
-                    return P.error(
+                    return protocol.error(
                         req_id, "bad_request", "'key' must be a process key string"
                     ), False
                 if op == "detail":
-                    return P.ok(req_id, detail(self.collector, key)), False
-                return P.ok(req_id, cancel(self.collector, key, peer)), False
-            return P.error(req_id, "unknown_op", f"unknown op {op!r}"), False
-        except P.ProtocolError as exc:
-            return P.error(req_id if req_id is not None else exc.req_id, exc.code, str(exc)), False
+                    return protocol.ok(req_id, detail(self.collector, key)), False
+                return protocol.ok(req_id, cancel(self.collector, key, peer)), False
+            return protocol.error(req_id, "unknown_op", f"unknown op {op!r}"), False
+        except protocol.ProtocolError as exc:
+            return protocol.error(
+                req_id if req_id is not None else exc.req_id, exc.code, str(exc)
+            ), False
         except NotFound as exc:
-            return P.error(req_id, "not_found", str(exc)), False
+            return protocol.error(req_id, "not_found", str(exc)), False
         except LoopTimeout as exc:
-            return P.error(req_id, "timeout", str(exc)), False
+            return protocol.error(req_id, "timeout", str(exc)), False
         except Exception as exc:  # never into the program: report and carry on
             log.debug("vmtop agent: internal error", exc_info=True)
-            return P.error(req_id, "internal", f"{type(exc).__name__}: {exc}"[:300]), False
+            return protocol.error(req_id, "internal", f"{type(exc).__name__}: {exc}"[:300]), False
 
 
 class _Replies:
@@ -366,7 +368,7 @@ class _Replies:
         self.size = 0
 
     def add(self, message: dict[str, Any]) -> None:
-        data = P.encode(message)
+        data = protocol.encode(message)
         self.parts.append(data)
         self.size += len(data)
         if self.size >= FLUSH_BYTES or len(data) >= BATCH_BELOW:

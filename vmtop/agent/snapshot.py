@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vmtop._version import __version__
-from vmtop.agent import tasks as T
+from vmtop.agent import tasks
 from vmtop.agent.collector import Collector
 from vmtop.agent.groups import GroupMark, group_rows
 from vmtop.agent.loops import (
@@ -312,7 +312,7 @@ def _loop_rows_inner(
         pool = [
             t
             for t in deref(task_refs())  # a filter wants every task, the newest too
-            if mine(t) and (text in t.get_name().lower() or text in T.coro_name(t).lower())
+            if mine(t) and (text in t.get_name().lower() or text in tasks.coro_name(t).lower())
         ]
         matched = len(pool)
 
@@ -349,7 +349,7 @@ def _loop_rows_inner(
                 have.add(id(t))
 
     current = _current_task(loop)
-    ready = T.ready_owner_ids(loop)
+    ready = tasks.ready_owner_ids(loop)
     rows = [
         _task_row(collector, req, task, pending, loop_name, uv, counted, current, ready)
         for task in chosen
@@ -419,7 +419,7 @@ def _task_row(
 ) -> ProcessRow:
     stat = collector.steps.stat(task)
     tracker = collector.mailboxes
-    frames = T.chain_frames(task)
+    frames = tasks.chain_frames(task)
     memory = None
     if req.memory:
         roots = [q for q in (i.ref() for i in tracker.queues_of(task)) if q is not None]
@@ -440,7 +440,7 @@ def _task_row(
         kind="task",
         id=str(n),
         name=task.get_name(),
-        state=T.task_state(task, current, ready),
+        state=tasks.task_state(task, current, ready),
         loop=loop_name,
         reductions=(int(d[0]) if d is not None else 0) if known else None,
         reductions_total=(int(stat.steps) if stat is not None else 0) if known else None,
@@ -448,9 +448,9 @@ def _task_row(
         time_total=(float(stat.secs) if stat is not None else 0.0) if known else None,
         mailbox=tracker.mailbox_of(task),
         memory=memory,
-        current=T.current_location(task, frames),
-        waiting_on=T.describe_waiter(task, frames),
-        coro=T.coro_name(task),
+        current=tasks.current_location(task, frames),
+        waiting_on=tasks.describe_waiter(task, frames),
+        coro=tasks.coro_name(task),
         notes=note,
     )
 
