@@ -185,7 +185,44 @@ def describe(pid: int) -> str:
 
 
 def preflight(pid: int, import_paths: list[str] | None = None) -> Target:
-    """Check everything about ``pid`` that injection needs; raise :class:`AttachError`."""
+    """Check everything about ``pid`` that injection needs; raise :class:`AttachError`.
+
+    In this order: the process exists and runs; its executable; a CPython new enough; our
+    right to trace it; its mount namespace; the same Python as ours; its user can read us.
+    """
+    status, who = _live_process(pid)
+    uids = [int(x) for x in status.get("Uid", "0 0 0 0").split()]
+    gids = [int(x) for x in status.get("Gid", "0 0 0 0").split()]
+    exe = _executable(pid, who, uids, gids)
+    try:
+        argv = [a for a in _read(f"/proc/{pid}/cmdline").split("\0") if a]
+    except OSError:
+        argv = []
+    version, free_threaded, label = _cpython(pid, who, exe)
+    _may_trace(pid, who, status, uids, gids)
+    foreign = same_mount_namespace(pid) is False
+    if foreign:
+        _sees_us(pid, who, import_paths or [])
+    argv0 = argv[0] if argv else exe
+    interpreter = argv0 if os.path.isabs(argv0) else exe
+    _same_python(pid, who, version, free_threaded, label, interpreter)
+    if os.geteuid() == 0 and uids[1] != 0:
+        _can_read_us(who, uids[1], gids[1], import_paths or [])
+    return Target(
+        pid=pid,
+        exe=exe,
+        argv0=argv0,
+        cmdline=" ".join(argv),
+        uid=uids[1],
+        gid=gids[1],
+        version=(version[0], version[1]),
+        free_threaded=free_threaded,
+        foreign=foreign,
+    )
+
+
+def _live_process(pid: int) -> tuple[dict[str, str], str]:
+    """``/proc/PID/status`` of a process (not a thread) that runs; and how to name it."""
     if pid <= 0:
         raise AttachError(f"invalid pid {pid}")
     if pid == os.getpid():
@@ -209,8 +246,10 @@ def preflight(pid: int, import_paths: list[str] | None = None) -> Target:
         raise AttachError(
             f"{who} is stopped ({state}): resume it first (kill -CONT {pid}) or detach its debugger"
         )
-    uids = [int(x) for x in status.get("Uid", "0 0 0 0").split()]
-    gids = [int(x) for x in status.get("Gid", "0 0 0 0").split()]
+    return status, who
+
+
+def _executable(pid: int, who: str, uids: list[int], gids: list[int]) -> str:
     me = os.geteuid()
     try:
         exe = os.readlink(f"/proc/{pid}/exe")
@@ -224,19 +263,27 @@ def preflight(pid: int, import_paths: list[str] | None = None) -> Target:
         raise AttachError(
             f"{who} has no executable (a kernel thread?): not a Python process"
         ) from None
-    exe = exe.removesuffix(" (deleted)")
-    try:
-        argv = [a for a in _read(f"/proc/{pid}/cmdline").split("\0") if a]
-    except OSError:
-        argv = []
+    return exe.removesuffix(" (deleted)")
+
+
+def _cpython(pid: int, who: str, exe: str) -> tuple[tuple[int, int], bool, str]:
+    """(major, minor), free-threaded, and the label ("3.13t") of the target's CPython."""
     found = python_version(pid, exe)
     if found is None:
         raise AttachError(f"{who} is not a CPython process ({os.path.basename(exe)})")
-    version = found[:2]
+    version = (found[0], found[1])
     free_threaded = found[2]
     label = f"{version[0]}.{version[1]}{'t' if free_threaded else ''}"
     if version < MIN_VERSION:
         raise AttachError(f"{who} runs Python {label}; vmtop attaches to Python 3.11 or newer")
+    return version, free_threaded, label
+
+
+def _may_trace(
+    pid: int, who: str, status: dict[str, str], uids: list[int], gids: list[int]
+) -> None:
+    """Our user, the target's tracer, yama's ptrace_scope and CAP_SYS_PTRACE allow ptrace."""
+    me = os.geteuid()
     if me != 0 and me not in uids[:3]:
         raise AttachError(f"{who} belongs to uid {uids[0]}: run vmtop as that user (or as root)")
     tracer = int(status.get("TracerPid", "0") or 0)
@@ -267,18 +314,29 @@ def preflight(pid: int, import_paths: list[str] | None = None) -> Target:
     same_ids = set(uids[:3]) == {os.getuid()} and set(gids[:3]) == {os.getgid()}
     if not same_ids and not has_cap:
         raise AttachError(_no_cap(who, uids, gids))
-    foreign = same_mount_namespace(pid) is False
-    if foreign:
-        for path in import_paths or []:
-            if not same_file(path, f"/proc/{pid}/root{path}"):
-                raise AttachError(
-                    f"{who} runs in another mount namespace (a container?) where {path}, this "
-                    "vmtop's directory, is not the same: install vmtop inside it and run it "
-                    "there, or mount this directory at the same path"
-                )
+
+
+def _sees_us(pid: int, who: str, import_paths: list[str]) -> None:
+    """A target in another mount namespace sees this vmtop's directories at the same paths."""
+    for path in import_paths:
+        if not same_file(path, f"/proc/{pid}/root{path}"):
+            raise AttachError(
+                f"{who} runs in another mount namespace (a container?) where {path}, this "
+                "vmtop's directory, is not the same: install vmtop inside it and run it "
+                "there, or mount this directory at the same path"
+            )
+
+
+def _same_python(
+    pid: int,
+    who: str,
+    version: tuple[int, int],
+    free_threaded: bool,
+    label: str,
+    interpreter: str,
+) -> None:
+    """The target runs the Python version and build this vmtop runs on."""
     ours = sys.version_info[:2]
-    argv0 = argv[0] if argv else exe
-    interpreter = argv0 if os.path.isabs(argv0) else exe
     if version != ours:
         from vmtop import __version__
 
@@ -292,21 +350,13 @@ def preflight(pid: int, import_paths: list[str] | None = None) -> Target:
             f"{who} runs a {'free-threaded' if free_threaded else 'GIL'} build of Python "
             f"{label}, unlike this vmtop: attach with {interpreter} -m vmtop"
         )
-    if me == 0 and uids[1] != 0:
-        for path in import_paths or []:
-            if not readable_by(path, uids[1], gids[1]):
-                raise AttachError(
-                    f"{who} (uid {uids[1]}) cannot read {path}, where this vmtop lives: "
-                    f"install vmtop where that user can read it, or run vmtop as that user"
-                )
-    return Target(
-        pid=pid,
-        exe=exe,
-        argv0=argv0,
-        cmdline=" ".join(argv),
-        uid=uids[1],
-        gid=gids[1],
-        version=(version[0], version[1]),
-        free_threaded=free_threaded,
-        foreign=foreign,
-    )
+
+
+def _can_read_us(who: str, uid: int, gid: int, import_paths: list[str]) -> None:
+    """A root vmtop attaching to another user's process: that user can read vmtop's files."""
+    for path in import_paths:
+        if not readable_by(path, uid, gid):
+            raise AttachError(
+                f"{who} (uid {uid}) cannot read {path}, where this vmtop lives: "
+                f"install vmtop where that user can read it, or run vmtop as that user"
+            )

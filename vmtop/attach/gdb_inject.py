@@ -119,8 +119,39 @@ def inject(
     queued (the target is then unchanged) and ``KeyboardInterrupt`` after a clean detach when
     the user interrupts.
     """
-    sig = tick_signal(target.pid)
     abort_file = status_path.with_name("abort")
+    env = _gdb_env(target, source, deadline, status_path, abort_file, mode)
+    started = time.monotonic()
+    proc, lines = _start_gdb(target, env)
+    outcome = GdbOutcome(state="")
+    hard_deadline = time.monotonic() + max(0.0, deadline - time.time()) + STARTUP_ALLOWANCE
+    output, interrupted = _follow(proc, lines, outcome, hard_deadline, abort_file, progress)
+    try:
+        proc.wait(timeout=DETACH_GRACE)
+    except subprocess.TimeoutExpired:
+        _stop_gdb(proc, abort_file)
+    outcome.output = "".join(output)
+    outcome.seconds = time.monotonic() - started
+    if interrupted:
+        raise KeyboardInterrupt
+    errors = [r for r in outcome.reports if r.get("tag") == "error"]
+    if errors and not outcome.state:
+        raise AttachError(str(errors[0].get("message")).removeprefix("gdb: "))
+    if not outcome.state:
+        raise AttachError(_explain(outcome.output, target.pid))
+    return outcome
+
+
+def _gdb_env(
+    target: Target,
+    source: str,
+    deadline: float,
+    status_path: Path,
+    abort_file: Path,
+    mode: str,
+) -> dict[str, str]:
+    """gdb's environment: our script's parameters, and none of the user's Python paths."""
+    sig = tick_signal(target.pid)
     params = {
         "pid": target.pid,
         "mode": mode,
@@ -136,7 +167,14 @@ def inject(
     env = dict(os.environ, VMTOP_GDB_PARAMS=json.dumps(params))
     env.pop("PYTHONPATH", None)  # gdb's own Python must not pick up the user's modules
     env.pop("PYTHONHOME", None)
-    started = time.monotonic()
+    return env
+
+
+def _start_gdb(
+    target: Target, env: dict[str, str]
+) -> tuple[subprocess.Popen[str], queue.Queue[str | None]]:
+    """gdb running our script against ``target``, and the queue its output lines arrive on
+    (None at the end), filled by a reader thread so the caller can wait with a timeout."""
     try:
         proc = subprocess.Popen(
             gdb_command(target.pid),
@@ -157,14 +195,24 @@ def inject(
             lines.put(line)
         lines.put(None)
 
-    reader = threading.Thread(target=pump, name="vmtop-gdb-reader", daemon=True)
-    reader.start()
-    outcome = GdbOutcome(state="")
+    threading.Thread(target=pump, name="vmtop-gdb-reader", daemon=True).start()
+    return proc, lines
+
+
+def _follow(
+    proc: subprocess.Popen[str],
+    lines: queue.Queue[str | None],
+    outcome: GdbOutcome,
+    hard_deadline: float,
+    abort_file: Path,
+    progress: Callable[[str], None] | None,
+) -> tuple[list[str], bool]:
+    """Read gdb's output until it ends, noting our script's reports in ``outcome``; stop gdb
+    at ``hard_deadline``, and on Ctrl-C ask the script to abort (it detaches cleanly).
+    Returns the output lines and whether the user interrupted."""
     output: list[str] = []
-    hard_deadline = time.monotonic() + max(0.0, deadline - time.time()) + STARTUP_ALLOWANCE
     interrupted = False
-    finished = False
-    while not finished:
+    while True:
         try:
             line = lines.get(timeout=0.1)
         except queue.Empty:
@@ -175,8 +223,7 @@ def inject(
             hard_deadline = min(hard_deadline, time.monotonic() + DETACH_GRACE)
             continue
         if line is None:
-            finished = True
-            break
+            return output, interrupted
         if line:
             output.append(line)
             if line.startswith("VMTOP:"):
@@ -193,20 +240,6 @@ def inject(
         if time.monotonic() > hard_deadline:
             _stop_gdb(proc, abort_file)
             hard_deadline = float("inf")
-    try:
-        proc.wait(timeout=DETACH_GRACE)
-    except subprocess.TimeoutExpired:
-        _stop_gdb(proc, abort_file)
-    outcome.output = "".join(output)
-    outcome.seconds = time.monotonic() - started
-    if interrupted:
-        raise KeyboardInterrupt
-    errors = [r for r in outcome.reports if r.get("tag") == "error"]
-    if errors and not outcome.state:
-        raise AttachError(str(errors[0].get("message")).removeprefix("gdb: "))
-    if not outcome.state:
-        raise AttachError(_explain(outcome.output, target.pid))
-    return outcome
 
 
 def _stop_gdb(proc: subprocess.Popen[str], abort_file: Path) -> None:
