@@ -5,7 +5,7 @@ scripted_done), "backlog-consumer" (a memory channel with BACKLOG items: it take
 it back and sleeps, so the backlog stays), "worker-0"/"worker-1" (share one channel),
 "idle-receiver" (parked in receive() on an empty channel since the start), "hot" (CPU in
 short steps). Commands: "wake", "hooks" (print whether an instrument, vmtop's channel hook
-and its lag probe are in), "block S" (time.sleep(S) on the run's thread), "quit N". With ``--start`` the program calls
+and its lag probe are in, and how many tasks' coroutines are wrapped), "block S" (time.sleep(S) on the run's thread), "quit N". With ``--start`` the program calls
 ``vmtop.agent.start()`` itself, from inside the run (run it with plain ``python``).
 Prints one JSON object per line; the first is {"ready": true, ...}.
 """
@@ -15,6 +15,7 @@ import math
 import sys
 import threading
 import time
+import types
 
 import trio
 
@@ -81,6 +82,7 @@ def hooks():
         hooks=True,
         instruments=len(runner.instruments.get("_all", {})),
         step_hook="before_task_step" in runner.instruments,
+        wrapped=sum(not isinstance(t.coro, types.CoroutineType) for t in runner.tasks),
         receive_hooked=trio.MemoryReceiveChannel.receive_nowait is not ORIGINAL_RECEIVE_NOWAIT,
         probes=sum(t.name == "<vmtop lag probe>" for t in runner.system_nursery.child_tasks),
     )

@@ -8,6 +8,9 @@
  * CountingCoro, whose am_send/throw time and count every step into the task's TaskStat, and
  * fold the task into its group at the step that ends it.
  *
+ * A Trio task's coroutine is wrapped the same way, by the Trio adapter (trio_tasks.py), through
+ * CountingCoro(registry, coro, task): Trio calls task.coro.send/throw for each step.
+ *
  * A CountingCoro stands in for the coroutine everywhere (cr_frame, cr_await, cr_code,
  * __qualname__ are the inner coroutine's; repr too), so asyncio's task repr, get_stack() and
  * vmtop's own await-chain walk see through it.
@@ -18,6 +21,7 @@
 #include <structmember.h>
 
 static PyObject *str_cr_frame, *str_cr_suspended, *str_loop, *str_throw, *str_close;
+static PyObject *str_cr_await, *str_cr_code, *str_cr_running;
 
 /* ---- CountingCoro --------------------------------------------------------------------- */
 
@@ -240,6 +244,62 @@ coro_getattro(CountingCoro *c, PyObject *name)
     return PyObject_GetAttr(c->inner, name);
 }
 
+/* CountingCoro(registry, coro, task, new=False): a proxy for `coro`, the coroutine of
+ * `task`, whose steps count into a TaskStat registered for `task` now. For runtimes that
+ * drive a coroutine object held by the task (Trio: the adapter puts the proxy in place of
+ * `task.coro` and takes it out at the detach). `new`: the task was just made (its creation
+ * time is now), else it is older than the attach. The caller wraps a task once per registry. */
+static PyObject *
+coro_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    PyObject *reg, *inner, *task;
+    int fresh = 0;
+    static char *kwlist[] = {"registry", "coro", "task", "new", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OO|p:CountingCoro", kwlist,
+                                     &VmtopRegistryType, &reg, &inner, &task, &fresh)) {
+        return NULL;
+    }
+    if (!PyCoro_CheckExact(inner)) {
+        PyErr_Format(PyExc_TypeError, "CountingCoro wraps a coroutine object, not %.100s",
+                     Py_TYPE(inner)->tp_name);
+        return NULL;
+    }
+    Registry *r = (Registry *)reg;
+    double created = fresh ? vmtop_now() : NAN;
+    CountingCoro *c = coro_wrap(r, inner, vmtop_group_for_coro(r, inner), created);
+    if (c == NULL) {
+        return NULL;
+    }
+    if (coro_registered(c, task) < 0) {
+        Py_DECREF(c);
+        return NULL;
+    }
+    return (PyObject *)c;
+}
+
+/* The coroutine attributes read often (Trio: Task.iter_await_frames, its KeyboardInterrupt
+ * check, inspect.getcoroutinestate(task.coro) at each Lock acquire on trio 0.25+): the inner
+ * coroutine's, found without the failed generic lookup (an AttributeError made and dropped)
+ * that coro_getattro does for the others. `name` points to the interned attribute name. */
+static PyObject *
+coro_forward(CountingCoro *c, void *name)
+{
+    if (c->inner == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "counting coroutine was cleared");
+        return NULL;
+    }
+    return PyObject_GetAttr(c->inner, *(PyObject **)name);
+}
+
+static PyGetSetDef coro_getset[] = {
+    {"cr_frame", (getter)coro_forward, NULL, "the inner coroutine's", &str_cr_frame},
+    {"cr_await", (getter)coro_forward, NULL, "the inner coroutine's", &str_cr_await},
+    {"cr_code", (getter)coro_forward, NULL, "the inner coroutine's", &str_cr_code},
+    {"cr_running", (getter)coro_forward, NULL, "the inner coroutine's", &str_cr_running},
+    {"cr_suspended", (getter)coro_forward, NULL, "the inner coroutine's", &str_cr_suspended},
+    {NULL},
+};
+
 static PyObject *
 coro_repr(CountingCoro *c)
 {
@@ -270,6 +330,7 @@ PyTypeObject VmtopCountingCoroType = {
     .tp_doc = "A coroutine that counts the steps and step time of the one it wraps.",
     .tp_basicsize = sizeof(CountingCoro),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_new = coro_new,
     .tp_traverse = (traverseproc)coro_traverse,
     .tp_clear = (inquiry)coro_clear,
     .tp_dealloc = (destructor)coro_dealloc,
@@ -280,6 +341,7 @@ PyTypeObject VmtopCountingCoroType = {
     .tp_repr = (reprfunc)coro_repr,
     .tp_methods = coro_methods,
     .tp_members = coro_members,
+    .tp_getset = coro_getset,
 };
 
 /* ---- TaskFactory ---------------------------------------------------------------------- */
@@ -512,7 +574,8 @@ vmtop_factory_init_types(void)
 {
     if (intern(&str_cr_frame, "cr_frame") < 0 || intern(&str_cr_suspended, "cr_suspended") < 0 ||
         intern(&str_loop, "loop") < 0 || intern(&str_throw, "throw") < 0 ||
-        intern(&str_close, "close") < 0) {
+        intern(&str_close, "close") < 0 || intern(&str_cr_await, "cr_await") < 0 ||
+        intern(&str_cr_code, "cr_code") < 0 || intern(&str_cr_running, "cr_running") < 0) {
         return -1;
     }
     if (PyType_Ready(&VmtopCountingCoroType) < 0 || PyType_Ready(&VmtopTaskFactoryType) < 0) {

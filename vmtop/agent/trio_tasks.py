@@ -7,10 +7,14 @@ run from the agent's thread by walking every thread's stack to the ``trio.run`` 
 the run's own thread, queued with ``runner.entry_queue.run_sync_soon`` (what
 ``TrioToken.run_sync_soon`` does) and awaited with a timeout, like ``loops.call_in_loop``:
 
-- while a client is attached, a Trio *instrument* (``before_task_step`` /
-  ``after_task_step`` / ``task_exited``) counts each task's steps and the wall time inside
-  them; it is added with ``trio.lowlevel.add_instrument`` at the hello and removed at the last
-  detach;
+- while a client is attached, each task's steps and the wall time inside them are counted
+  in C: its coroutine is wrapped in the counting proxy ``CountingCoro`` (``_factory.c``),
+  put in ``task.coro`` (Trio resumes a task with ``task.coro.send``/``throw``), for the tasks
+  there at the hello and, from an instrument with only a ``task_spawned`` hook, for each new
+  one; the last detach puts every original coroutine back (``CoroCounter``). Trio calls no
+  per-step hook then. Without the C extension (or with ``VMTOP_HOOKS=python``) a Trio
+  instrument (``before_task_step`` / ``after_task_step``) counts instead (``StepInstrument``:
+  about 1 µs a step, most of it Trio's dispatch to instruments);
 - rows: the task tree from ``trio.lowlevel.current_root_task()`` (Trio's own system tasks,
   named ``<...>``, left out); current function and what it waits on from
   ``Task.iter_await_frames()``; the parent is the task whose nursery holds it;
@@ -25,6 +29,7 @@ the run's own thread, queued with ``runner.entry_queue.run_sync_soon`` (what
 
 from __future__ import annotations
 
+import collections.abc
 import concurrent.futures
 import heapq
 import itertools
@@ -75,17 +80,29 @@ def _trio_dir() -> str:
 
 
 class StepInstrument:
-    """Counts each task's steps and the wall time inside them (a Trio instrument).
+    """Counts each task's steps and the wall time inside them (a Trio instrument): the
+    fallback when the C counting proxy is not there (``CoroCounter``).
 
     Trio calls each hook through ``Instruments.call`` (a copy of the hook's instrument list,
     a ``getattr``, a ``try``): that dispatch is most of the cost, so the hooks themselves do
     as little as they can (benchmarks.md, "Trio")."""
 
     __slots__ = ("stats", "_t0", "__weakref__")
+    note = "trio task: REDS = steps (Trio instrument), TIME = wall time in its steps"
 
     def __init__(self) -> None:
         self.stats: dict[Any, list[float]] = {}  # task -> [steps, seconds] since attach
         self._t0 = 0.0
+
+    def install(self, runner: Any) -> None:
+        _trio().lowlevel.add_instrument(self)
+
+    def uninstall(self, runner: Any) -> None:
+        _remove_instrument(self)
+
+    def get(self, task: Any) -> tuple[int, float] | None:
+        s = self.stats.get(task)
+        return None if s is None else (int(s[0]), s[1])
 
     def before_task_step(self, task: Any, _now: Any = time.perf_counter) -> None:
         self._t0 = _now()
@@ -101,6 +118,104 @@ class StepInstrument:
 
     def task_exited(self, task: Any) -> None:
         self.stats.pop(task, None)
+
+
+class SpawnHook:
+    """A Trio instrument with one hook, ``task_spawned`` (once per task, never per step):
+    wraps each new task's coroutine for its ``CoroCounter``."""
+
+    __slots__ = ("counter", "__weakref__")
+
+    def __init__(self, counter: CoroCounter) -> None:
+        self.counter = counter
+
+    def task_spawned(self, task: Any) -> None:
+        try:
+            self.counter.wrap(task, True)
+        except Exception:  # an instrument that raises is dropped by Trio: never raise
+            log.debug("vmtop agent: trio task not wrapped", exc_info=True)
+
+
+class CoroCounter:
+    """Counts each task's steps and the wall time inside them in C, without a per-step hook.
+
+    Trio runs a step with ``task._next_send_fn(next_send)``, which ``reschedule`` sets to
+    ``task.coro.send`` (``task.coro.throw`` after a foreign await). ``install`` (on the run's
+    thread, from a ``run_sync_soon`` callback, so no program task is running) puts a
+    ``CountingCoro`` (``_factory.c``, the proxy uvloop tasks get) in each task's ``coro`` and
+    rebinds a ``_next_send_fn`` already set to the coroutine's method; ``SpawnHook`` does the
+    same for each new task before its first step. The proxy's ``send``/``throw`` run the
+    coroutine's own and count one step into the task's ``TaskStat`` in a registry of this
+    run; it stands in for the coroutine everywhere else (``cr_frame``, ``cr_await``,
+    ``cr_running``... are the coroutine's, so ``Task.iter_await_frames``, Trio's
+    ``KeyboardInterrupt`` protection and ``inspect.getcoroutinestate`` see through it), adds no
+    frame to a traceback and ends the task as the coroutine does (``StopIteration`` with its
+    value, the same exception). ``uninstall`` puts every original coroutine back. Trio's own
+    system tasks (named ``<...>``; no rows) are not wrapped."""
+
+    note = "trio task: REDS = steps (counted around its coroutine), TIME = wall time in them"
+
+    def __init__(self, proxy: type, registry: Any) -> None:
+        self.proxy = proxy
+        self.registry = registry
+        self.hook = SpawnHook(self)
+
+    def install(self, runner: Any) -> None:
+        _trio().lowlevel.add_instrument(self.hook)
+        for task in list(runner.tasks):
+            try:
+                self.wrap(task, False)
+            except Exception:
+                log.debug("vmtop agent: trio task not wrapped", exc_info=True)
+
+    def wrap(self, task: Any, new: bool) -> None:
+        if task.name.startswith("<"):
+            return  # Trio's system tasks, the one running this callback among them
+        old = coro = task.coro
+        if type(coro) is self.proxy:
+            if self.registry.stat(task) is not None:
+                return
+            coro = coro.__wrapped__  # left by an earlier attach: count here instead
+        proxy = self.proxy(self.registry, coro, task, new)
+        task.coro = proxy
+        _rebind(task, old, proxy)
+
+    def uninstall(self, runner: Any) -> None:
+        _remove_instrument(self.hook)
+        for task in list(runner.tasks):
+            proxy = task.coro
+            if type(proxy) is self.proxy:
+                inner = proxy.__wrapped__
+                task.coro = inner
+                _rebind(task, proxy, inner)
+        self.registry.clear()  # a proxy still referenced elsewhere counts into nothing read
+
+    def get(self, task: Any) -> tuple[int, float] | None:
+        stat = self.registry.stat(task)
+        return None if stat is None else (int(stat.steps), float(stat.secs))
+
+
+def _rebind(task: Any, old: Any, new: Any) -> None:
+    """A task queued to run resumes with ``old.send`` (or ``throw``): make it ``new``'s."""
+    fn = task._next_send_fn
+    if fn is not None and getattr(fn, "__self__", None) is old:
+        task._next_send_fn = getattr(new, fn.__name__)
+
+
+def make_counter() -> StepInstrument | CoroCounter:
+    """The C counting proxy when the C hooks are built and wanted, else the instrument."""
+    from vmtop.agent.step_hooks import use_c_hooks
+
+    trio = _trio()
+    if use_c_hooks() and trio is not None:
+        try:
+            from vmtop.agent._hooks import CountingCoro, Registry
+
+            collections.abc.Coroutine.register(CountingCoro)  # isinstance() as before (idempotent)
+            return CoroCounter(CountingCoro, Registry(trio.Cancelled))
+        except ImportError:
+            pass
+    return StepInstrument()
 
 
 @dataclass
@@ -270,7 +385,7 @@ class TrioRun:
     runner: Any  # weakref to trio's Runner
     ident: int
     thread_name: str
-    instrument: StepInstrument = field(default_factory=StepInstrument)
+    counter: StepInstrument | CoroCounter = field(default_factory=make_counter)
     lag: TrioLagProbe = field(default_factory=lambda: TrioLagProbe())
     ids: Any = field(default_factory=weakref.WeakKeyDictionary)  # task -> n
     tasks_by_id: Any = field(default_factory=weakref.WeakValueDictionary)
@@ -377,7 +492,7 @@ class TrioAdapter:
         self.refresh_runs()
 
     def refresh_runs(self) -> list[TrioRun]:
-        """Runs on the stacks now; a new one gets the step instrument (added on its thread,
+        """Runs on the stacks now; a new one gets the step counter (installed on its thread,
         ahead of any snapshot queued after it)."""
         found = find_runs()
         with self._lock:
@@ -389,8 +504,7 @@ class TrioAdapter:
                 if key in self.runs:
                     continue
                 run = self.runs[key] = TrioRun(weakref.ref(runner), ident, _thread_name(ident))
-                instrument = run.instrument
-                run.post(lambda i=instrument: _trio().lowlevel.add_instrument(i))
+                run.post(lambda c=run.counter, r=runner: c.install(r))
                 run.post(run.lag.start)
             return list(self.runs.values())
 
@@ -401,7 +515,7 @@ class TrioAdapter:
         if os.getpid() != self._pid:
             return  # a forked child: the run (and its locks) belong to the parent
         for run in runs:
-            run.post(lambda i=run.instrument: _remove_instrument(i))
+            run.post(lambda c=run.counter, r=run.runner: c.uninstall(r()))
             run.post(run.lag.stop)
 
     def snapshot(self, collector: Collector, state: dict[str, Any], req: Any) -> AdapterRows:
@@ -464,7 +578,7 @@ class TrioAdapter:
         raise NotFound(f"no trio task {key} (finished, or never listed)")
 
 
-def _remove_instrument(instrument: StepInstrument) -> None:
+def _remove_instrument(instrument: Any) -> None:
     try:
         _trio().lowlevel.remove_instrument(instrument)
     except KeyError:
@@ -529,7 +643,7 @@ def _run_rows(
     channels = adapter.channels
     channels.scan(tasks)
     own, shared = channels.mailboxes()
-    counts = run.instrument.stats
+    counts = run.counter
     want_tasks = "task" in req.kinds
     rows: list[ProcessRow] = []
     matched = 0
@@ -552,7 +666,7 @@ def _run_rows(
         for task in pool:
             seen = counts.get(task)
             if seen is not None:
-                prev[task] = (seen[0], seen[1])
+                prev[task] = seen
     if "queue" in req.kinds:
         for info, consumers in shared:
             row = _channel_row(info, consumers, req)
@@ -628,7 +742,7 @@ def _task_row(
         coro=_coro(task),
         runtime="trio",
         parent=_parent_name(task),
-        notes=("trio task: REDS = steps (Trio instrument), TIME = wall time in its steps",),
+        notes=(run.counter.note,),
     )
 
 
@@ -696,7 +810,7 @@ def _task_detail(adapter: TrioAdapter, run: TrioRun, key: str, task: Any) -> dic
     from vmtop.agent.detail import frame_info, safe_repr
 
     frames = await_frames(task)
-    total = run.instrument.stats.get(task) or (0, 0.0)
+    total = run.counter.get(task) or (0, 0.0)
     own, _ = adapter.channels.mailboxes()
     boxes = []
     roots = []
