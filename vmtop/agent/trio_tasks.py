@@ -155,7 +155,7 @@ class CoroCounter:
 
     note = "trio task: REDS = steps (counted around its coroutine), TIME = wall time in them"
 
-    def __init__(self, proxy: type, registry: Any) -> None:
+    def __init__(self, proxy: Any, registry: Any) -> None:
         self.proxy = proxy
         self.registry = registry
         self.hook = SpawnHook(self)
