@@ -23,6 +23,15 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#if PY_VERSION_HEX < 0x030D0000
+/* 3.11/3.12: the interpreter's eval breaker, to make the main thread see a pending call now
+ * (see wake_main below). Internal headers, read-only layout use: one atomic store. */
+#define Py_BUILD_CORE 1
+#undef _PyGC_FINALIZED /* 3.11: Python.h's public spelling; pycore_gc.h defines its own */
+#include "internal/pycore_interp.h"
+#undef Py_BUILD_CORE
+#endif
+
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -54,11 +63,39 @@ now_ns(void)
 
 static int yield_to_waiters(void *arg);
 
+/* Make the main thread notice the pending call at its next eval-breaker check.
+ *
+ * 3.11 and 3.12 set the eval breaker for a pending call only when the thread that adds it
+ * can run it (COMPUTE_EVAL_BREAKER tests _Py_ThreadCanHandlePendingCalls() / _Py_IsMainThread()
+ * on the *calling* thread): added from any other thread, the call waits until the main thread
+ * next takes the GIL (take_gil recomputes the breaker, bpo-40010). For an event loop that is
+ * right after its next select() returns, so the yield happened at the first check after the
+ * poll call, inside the selector's select(): a sampler saw the loop "idle" in 95-98 % of its
+ * samples although it never waited. Setting the breaker here is what SIGNAL_PENDING_CALLS
+ * does on the main thread. A non-main thread that holds the GIL meanwhile finds nothing it
+ * may run and goes on (its checks take the slow path until the next take of the GIL
+ * recomputes the breaker). 3.13+ set the main thread's own breaker bit in Py_AddPendingCall. */
+static void
+wake_main(void)
+{
+#if PY_VERSION_HEX < 0x030D0000
+    PyInterpreterState *interp = PyInterpreterState_Main();
+    if (interp != NULL) {
+        _Py_atomic_store_relaxed(&interp->ceval.eval_breaker, 1);
+    }
+#endif
+}
+
 static void
 queue_yield(void)
 {
-    if (atomic_exchange(&queued, 1) == 0 && Py_AddPendingCall(yield_to_waiters, NULL) != 0) {
-        atomic_store(&queued, 0); /* the queue is full: an ordinary take, no harm done */
+    if (atomic_exchange(&queued, 1) == 0) {
+        if (Py_AddPendingCall(yield_to_waiters, NULL) != 0) {
+            atomic_store(&queued, 0); /* the queue is full: an ordinary take, no harm done */
+        }
+        else {
+            wake_main();
+        }
     }
 }
 
@@ -210,6 +247,33 @@ priority_wait(PyObject *self, PyObject *args)
     return PyLong_FromLong(rc > 0 ? p.revents : 0);
 }
 
+PyDoc_STRVAR(sleep_doc,
+"sleep(seconds)\n\n"
+"Sleep without the GIL, then take it back ahead of a busy main thread: the main thread\n"
+"gives it up at its next eval-breaker check (between two bytecodes of its Python code)\n"
+"and stays parked there until this thread holds it.");
+
+static PyObject *
+priority_sleep(PyObject *self, PyObject *arg)
+{
+    double seconds = PyFloat_AsDouble(arg);
+    if (seconds == -1.0 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (!(seconds >= 0)) {
+        seconds = 0;
+    }
+    long long end = now_ns() + (long long)(seconds * 1e9);
+    struct timespec until = {.tv_sec = (time_t)(end / 1000000000LL),
+                             .tv_nsec = (long)(end % 1000000000LL)};
+    PyThreadState *ts = PyEval_SaveThread();
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &until, NULL) == EINTR) {
+        /* a signal: agent threads never run Python handlers, so sleep on */
+    }
+    take_back_first(ts);
+    Py_RETURN_NONE;
+}
+
 static PyObject *
 priority_stats(PyObject *self, PyObject *unused)
 {
@@ -240,6 +304,7 @@ after_fork_child(void)
 
 static PyMethodDef methods[] = {
     {"wait", priority_wait, METH_VARARGS, wait_doc},
+    {"sleep", priority_sleep, METH_O, sleep_doc},
     {"begin", priority_begin, METH_VARARGS,
      "begin(limit=0.05): until end(), the main thread gives the GIL up at each eval-breaker\n"
      "check, for at most ``limit`` seconds in all.\n"

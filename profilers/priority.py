@@ -8,6 +8,8 @@ call that makes the main thread give it up at its next eval-breaker check. Witho
 these are ordinary waits.
 
 - :func:`wait_readable` — wait for a descriptor, then take the GIL back first.
+- :func:`sleep` — sleep, then take the GIL back first: the main thread is parked at an
+  eval-breaker check in its Python code while the caller holds the GIL (the sampler's ticks).
 - :func:`urgent` — a short section (an accept, a thread start, a hello) in which the main
   thread makes way at each of its checks. Never around a wait for the main thread's own work
   (``call_in_loop``): it would run in 5 ms slices.
@@ -20,6 +22,7 @@ lock it took, a module it is importing) gets it at the latest then, the ordinary
 from __future__ import annotations
 
 import select
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -39,6 +42,14 @@ def wait_readable(fd: int, timeout: float | None) -> bool:
         return bool(_priority.wait(fd, select.POLLIN, timeout))
     readable, _, _ = select.select([fd], [], [], timeout)
     return bool(readable)
+
+
+def sleep(seconds: float) -> None:
+    """``time.sleep``, but the GIL comes back ahead of a busy main thread (see the module)."""
+    if _priority is not None:
+        _priority.sleep(seconds)
+    else:
+        time.sleep(seconds)
 
 
 class Urgent:
@@ -70,4 +81,4 @@ def stats() -> dict[str, int]:
     return dict(_priority.stats()) if _priority is not None else {"yields": 0, "priority": 0}
 
 
-__all__ = ["Urgent", "available", "stats", "urgent", "wait_readable"]
+__all__ = ["Urgent", "available", "sleep", "stats", "urgent", "wait_readable"]

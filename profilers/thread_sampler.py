@@ -23,6 +23,16 @@ A shorter interval only matters while threads compete for the GIL: with several 
 threads they switch more often (see docs/benchmarks.md); ``switch_interval=None`` leaves the
 interval alone.
 
+That is not enough for a loop whose steps are much shorter than the interval: it releases the
+GIL at every ``select(0)``, each release wakes the waiting sampler and restarts its wait, so
+the interval never runs out and the sampler only ever wins the GIL at a release, i.e. sees the
+loop in ``select`` (0 non-idle samples of ~200 for a loop of ``sleep(0)`` steps). With
+``main_yields`` (the default, when ``profilers._priority`` is built) the sampler sleeps through
+:func:`profilers.priority.sleep`: to take the GIL back it asks the main thread, by a pending
+call, to give it up at its next eval-breaker check, so each tick reads the main thread parked
+between two bytecodes of whatever Python code it runs (or in a blocking call, if it was in one
+then). Other threads are still seen where they let go of the GIL (docs/live-profiles.md).
+
 Memory is
 bounded: at most ``max_stacks`` distinct (thread, task, stack) records; samples beyond that are
 counted under a ``<stack table full>`` frame, never dropped silently. Stacks deeper than
@@ -44,7 +54,7 @@ from operator import attrgetter, is_not
 from types import CodeType, FrameType
 from typing import Any
 
-from profilers import switching
+from profilers import priority, switching
 from profilers.stacks import Frame, StackModel
 
 DEFAULT_RATE = 100.0
@@ -124,6 +134,7 @@ class SampleSet:
     errors: int = 0  # ticks that failed (reported, never raised into the program)
     switch_interval: float | None = None  # the GIL switch interval used while sampling
     cpu_time: float = 0.0  # CPU seconds the sampler thread used (its own cost)
+    main_yields: bool = False  # each tick parked the main thread at an eval-breaker check
 
     # -- figures ---------------------------------------------------------------------------
     @property
@@ -212,6 +223,7 @@ class SampleSet:
             "errors": self.errors,
             "switch_interval": self.switch_interval,
             "cpu_time": self.cpu_time,
+            "main_yields": self.main_yields,
         }
 
     @classmethod
@@ -241,6 +253,7 @@ class SampleSet:
                 errors=int(data.get("errors", 0)),
                 switch_interval=_optional_float(data.get("switch_interval")),
                 cpu_time=float(data.get("cpu_time", 0.0)),
+                main_yields=bool(data.get("main_yields", False)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not a sample set: {exc}") from None
@@ -290,6 +303,7 @@ class ThreadSampler:
         max_depth: int = DEFAULT_MAX_DEPTH,
         switch_interval: float | None = DEFAULT_SWITCH_INTERVAL,
         hide_prefixes: tuple[str, ...] = (),
+        main_yields: bool = True,
     ) -> None:
         if not 0 < rate <= MAX_RATE:
             raise ValueError(f"rate must be between 0 and {MAX_RATE:g} samples/s, not {rate!r}")
@@ -302,7 +316,10 @@ class ThreadSampler:
         self.max_depth = max_depth
         self.switch_interval = switch_interval
         self.hide_prefixes = tuple(hide_prefixes)
-        self.result = SampleSet(rate=self.rate, switch_interval=switch_interval)
+        self.main_yields = main_yields and priority.available()
+        self.result = SampleSet(
+            rate=self.rate, switch_interval=switch_interval, main_yields=self.main_yields
+        )
         self.started_at: float | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -327,6 +344,7 @@ class ThreadSampler:
         previous = start - interval
         next_tick = start
         result = self.result
+        sleep = priority.sleep if self.main_yields else time.sleep
         cpu_start = time.thread_time()
         switch_token = None
         if self.switch_interval is not None:
@@ -355,12 +373,12 @@ class ThreadSampler:
                 wake = next_tick if deadline is None else min(next_tick, deadline)
                 pause = wake - time.perf_counter()
                 if pause > 0:
-                    # time.sleep is cheaper than Event.wait (no lock to allocate and
-                    # take each tick); stop() is then seen within one short interval.
-                    if pause < 0.05:
-                        time.sleep(pause)
-                    else:
-                        self._stop.wait(pause)
+                    # Sleeps are cheaper than Event.wait (no lock to allocate and take each
+                    # tick); stop() is then seen within one short interval. Long pauses
+                    # (low rates) sleep in slices so that stop() is seen as soon.
+                    while pause > 0 and not self._stop.is_set():
+                        sleep(min(pause, 0.05))
+                        pause = wake - time.perf_counter()
         finally:
             result.duration = time.perf_counter() - start
             result.cpu_time = time.thread_time() - cpu_start

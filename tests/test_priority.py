@@ -10,7 +10,9 @@ eval-breaker check, so a waiting thread gets the GIL within a step or two of bei
 from __future__ import annotations
 
 import asyncio
+import collections
 import os
+import select
 import statistics
 import struct
 import subprocess
@@ -125,3 +127,39 @@ def test_wait_times_out_and_stats_count() -> None:
     finally:
         os.close(r)
         os.close(w)
+
+
+@built
+def test_sleep_sees_the_main_thread_in_its_python_code_not_at_its_gil_release() -> None:
+    # The main thread releases the GIL only at a select(0) between bursts of pure-Python work
+    # (most of its time). A thread back from priority.sleep holds the GIL while the main thread
+    # is parked at an eval-breaker check, so it finds the main thread inside work() in most of
+    # its looks. Before the eval breaker was set for the pending call (3.11/3.12 do not when
+    # another thread adds it), the main thread noticed the call only after its next select
+    # and was seen there: at the select call, in this function, nearly every time.
+    main = threading.get_ident()
+    done = threading.Event()
+    seen: list[str] = []
+
+    def work() -> int:
+        total = 0
+        for i in range(3000):
+            total += i % 7
+        return total
+
+    def looker() -> None:
+        for _ in range(100):
+            priority.sleep(0.002)
+            seen.append(sys._current_frames()[main].f_code.co_name)
+        done.set()
+
+    thread = threading.Thread(target=looker)
+    thread.start()
+    try:
+        while not done.is_set():
+            work()
+            select.select([], [], [], 0)
+    finally:
+        thread.join(10)
+    assert len(seen) == 100
+    assert seen.count("work") > 50, collections.Counter(seen)

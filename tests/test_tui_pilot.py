@@ -269,13 +269,6 @@ def test_quit_detaches(target: subprocess.Popen[str]) -> None:
         assert client.snapshot(limit=1).node.clients == 1
 
 
-@pytest.mark.xfail(
-    reason="tracked in the stop-9 note: since 10:30 on 2026-12-03 the live sampled profile of "
-    "tui_target (a task that only yields) reports 0 samples in 2 s on this machine, also with "
-    "the target and the step hook as they were earlier that day; the agent's sampler thread "
-    "is suspected to starve for the GIL (docs/attach.md, 'Hello latency ...')",
-    strict=False,
-)
 def test_profile_screen_shows_and_exports_a_report(
     target: subprocess.Popen[str], tmp_path: Path
 ) -> None:

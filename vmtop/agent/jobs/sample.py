@@ -2,6 +2,8 @@
 
 The sampler (:class:`profilers.thread_sampler.ThreadSampler`) runs on the job's own thread,
 which it skips; the client turns the sample set into a profile (``vmtop.jobs_client.profile``).
+Options: ``rate``, ``switch_interval`` and ``main_yields`` (default true: each tick parks the
+main thread at an eval-breaker check, docs/live-profiles.md; false only to compare).
 """
 
 from __future__ import annotations
@@ -31,6 +33,10 @@ def prepare(job: Job, collector: Collector) -> None:
                 "bad_request", "'switch_interval' must be in (0, 1] s or null"
             )
         kwargs["switch_interval"] = switch
+    main_yields = job.opts.get("main_yields", True)
+    if not isinstance(main_yields, bool):
+        raise protocol.ProtocolError("bad_request", "'main_yields' must be true or false")
+    kwargs["main_yields"] = main_yields
     # The agent's hooks that wrap the program's calls are left out of its stacks.
     sampler = ThreadSampler(float(rate), hide_prefixes=(AGENT_CODE_DIR,), **kwargs)
     job.opts["_sampler"] = sampler
@@ -56,8 +62,9 @@ def run(job: Job, collector: Collector) -> Result:
         "samples": result.samples,
         "switch_interval": result.switch_interval,
         "sampler_cpu": result.cpu_time,
+        "main_yields": result.main_yields,
     }
     return meta, result.to_dict()
 
 
-KIND = JobKind("sample", frozenset(("rate", "switch_interval")), prepare, run)
+KIND = JobKind("sample", frozenset(("rate", "switch_interval", "main_yields")), prepare, run)
