@@ -124,14 +124,18 @@ class SpawnHook:
     """A Trio instrument with one hook, ``task_spawned`` (once per task, never per step):
     wraps each new task's coroutine for its ``CoroCounter``."""
 
-    __slots__ = ("counter", "__weakref__")
+    __slots__ = ("counter", "_proxy", "_registry", "__weakref__")
 
     def __init__(self, counter: CoroCounter) -> None:
         self.counter = counter
+        self._proxy = counter.proxy
+        self._registry = counter.registry
 
     def task_spawned(self, task: Any) -> None:
+        # Trio calls it before the task's first reschedule: no _next_send_fn to rebind yet.
         try:
-            self.counter.wrap(task, True)
+            if task.name[:1] != "<":
+                task.coro = self._proxy(self._registry, task.coro, task, True)
         except Exception:  # an instrument that raises is dropped by Trio: never raise
             log.debug("vmtop agent: trio task not wrapped", exc_info=True)
 
