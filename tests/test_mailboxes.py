@@ -267,3 +267,100 @@ def test_a_queue_that_outlives_its_consumers_keeps_none_of_them(
 
     asyncio.run(main())
     assert known == [True] * 200
+
+
+async def _consumers(n: int) -> tuple[list[asyncio.Queue[int]], list[asyncio.Event], list[Any]]:
+    """``n`` tasks, each holding its own queue and taking one item when its event is set
+    (found by what they hold: none waits in ``get()``)."""
+    queues: list[asyncio.Queue[int]] = [asyncio.Queue() for _ in range(n)]
+    events = [asyncio.Event() for _ in range(n)]
+
+    async def consume(q: asyncio.Queue[int], event: asyncio.Event) -> None:
+        while True:
+            await event.wait()
+            event.clear()
+            q.get_nowait()
+
+    tasks = [asyncio.create_task(consume(q, e)) for q, e in zip(queues, events, strict=True)]
+    await asyncio.sleep(0)
+    return queues, events, tasks
+
+
+async def _cancel(tasks: list[Any]) -> None:
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_longest_reads_the_queues_dequeued_from_and_the_rest_round_robin(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A mailbox sort reads no more queues than its budget allows (none here) plus the ones
+    # dequeued from since the last one: a busy consumer's backlog is exact at once, a
+    # backlog nobody takes from is found when the round robin reaches it.
+    monkeypatch.setenv(HOOK_ENV, kind)
+    tracker = mailbox.MailboxTracker()
+
+    async def main() -> None:
+        queues, events, tasks = await _consumers(3000)
+        tracker.scan_tasks(tasks)
+        assert tracker.longest(10, seconds=1.0) == []  # found: read at once, all empty
+        tracker.install()
+        try:
+            tracker.new_interval()
+            stuck, busy = queues[100], queues[2900]
+            for i in range(7):
+                stuck.put_nowait(i)
+            for i in range(5):
+                busy.put_nowait(i)
+            events[2900].set()  # its consumer takes one
+            await asyncio.sleep(0)
+            assert busy.qsize() == 4
+            assert tracker.longest(10, seconds=0.0) == [(4, tasks[2900])]
+            assert tracker.longest(10, seconds=1.0) == [(7, tasks[100]), (4, tasks[2900])]
+        finally:
+            tracker.uninstall()
+            await _cancel(tasks)
+
+    asyncio.run(main())
+
+
+def test_longest_keeps_a_bounded_set_of_leaders() -> None:
+    tracker = mailbox.MailboxTracker()
+
+    async def main() -> None:
+        queues, _, tasks = await _consumers(600)
+        for i, q in enumerate(queues):
+            for _ in range(1 + i % 300):
+                q.put_nowait(0)
+        tracker.scan_tasks(tasks)
+        top = tracker.longest(5, seconds=1.0)
+        assert [n for n, _ in top] == [300, 300, 299, 299, 298]
+        assert {t for _, t in top[:2]} == {tasks[299], tasks[599]}
+        assert len(tracker._nonempty) == mailbox.LEADERS_MIN  # not all 600 non-empty ones
+        await _cancel(tasks)
+
+    asyncio.run(main())
+
+
+def test_collected_queues_go_in_bounded_steps() -> None:
+    # With no time budget each pass still looks at FORGET_BATCH queues: 3000 collected
+    # queues are gone after ceil(3000 / FORGET_BATCH) passes, their consumers too.
+    tracker = mailbox.MailboxTracker()
+
+    async def main() -> None:
+        queues, events, tasks = await _consumers(3000)
+        tracker.scan_tasks(tasks)
+        await _cancel(tasks)
+        del queues[:], events[:], tasks[:]
+
+    asyncio.run(main())
+    gc.collect()
+    assert len(tracker.queues) == 3000
+    calls = -(-3000 // mailbox.FORGET_BATCH)
+    for _ in range(calls - 1):
+        tracker.forget_dead(seconds=0.0)
+    assert 0 < len(tracker.queues) <= mailbox.FORGET_BATCH
+    tracker.forget_dead(seconds=0.0)
+    assert tracker.queues == {} and tracker.by_consumer == {} and tracker._order == []

@@ -53,6 +53,7 @@ THREAD_QUEUES: tuple[type, ...] = tuple(
 class QueueInfo:
     ref: Any  # weakref to the queue
     seq: int
+    key: int = 0  # id of the queue: its key in MailboxTracker.queues
     consumers: dict[int, Any] = field(default_factory=dict)  # id(process) -> weakref/name
 
     def queue(self) -> Any:
@@ -137,8 +138,8 @@ def blocked_putters(q: Any) -> int:
 
 
 LONGEST_SECONDS = 0.002  # loop time a refresh spends reading queue lengths (mailbox sort)
-LENGTH_BATCH = 512
-ITEMS_MAX_AGE = 5.0  # seconds the copy of the tracked queues is reused by that round robin
+LENGTH_BATCH = 512  # queues read between two reads of the clock
+LEADERS_MIN = 256  # non-empty queues remembered (re-read every mailbox sort): 4x the rows, or this
 FORGET_SECONDS = 0.001  # loop time a refresh spends dropping queues that were collected
 FORGET_BATCH = 256  # queues looked at between two reads of the clock
 
@@ -163,13 +164,15 @@ class MailboxTracker:
         self._seq = 0
         self.by_consumer: dict[int, set[int]] = {}  # id(consumer) -> ids of its queues
         self.multi: set[int] = set()  # ids of queues seen with more than one consumer
+        # Every QueueInfo of ``queues`` once, in no order (a superseded or collected one until
+        # forget_dead reaches it): what the round robins walk, with a cursor each, instead of
+        # copying ``queues`` (100k entries: 5-10 ms of loop time and 100k new tuples).
+        self._order: list[QueueInfo] = []
+        self._read_at = 0  # where longest() reads lengths next
+        self._forget_at = 0  # where forget_dead() looks next
         self._nonempty: dict[int, tuple[int, QueueInfo]] = {}  # queue key -> last length read
-        self._fresh: list[tuple[int, QueueInfo]] = []  # queues new since the last longest()
-        self._length_cursor = 0
-        self._items: list[tuple[int, QueueInfo]] = []  # a copy of queues, for the round robin
-        self._items_at = 0.0
-        self._forget: list[tuple[int, QueueInfo]] = []  # the copy forget_dead walks
-        self._forget_at = 0
+        self._fresh: list[QueueInfo] = []  # queues new since the last longest()
+        self._touched: list[int] = []  # ids of queues dequeued from since the last longest()
         self._originals: dict[str, Any] = {}
         self._thread_gets: dict[int, int] = {}  # thread ident -> queue.Queue items taken
         self._thread_seen: set[tuple[int, int]] = set()  # (id(queue), ident) since the refresh
@@ -188,10 +191,14 @@ class MailboxTracker:
         get_ident = threading.get_ident
         gets = self._thread_gets
         seen = self._thread_seen
+        touched = self._touched
 
         def sample(q: Any) -> None:
             # The first dequeue from ``q`` since the last refresh (the MarkedCall's mark):
-            # who takes from it? Every other dequeue costs the mark's probe only.
+            # who takes from it? Every other dequeue costs the mark's probe only. Its length
+            # is read again at the next mailbox sort.
+            if len(touched) < FRESH_MAX:
+                touched.append(id(q))
             try:
                 task = current_task()
             except RuntimeError:
@@ -210,6 +217,8 @@ class MailboxTracker:
             key = (id(q), ident)
             if key not in seen:
                 seen.add(key)
+                if len(touched) < FRESH_MAX:
+                    touched.append(id(q))
                 note(q, current_thread())
 
         def get(q: Any, block: bool = True, timeout: float | None = None) -> Any:
@@ -314,9 +323,10 @@ class MailboxTracker:
             except TypeError:
                 return
             self._seq += 1
-            info = self.queues[id(q)] = QueueInfo(ref, self._seq)
-            if len(self._fresh) < FRESH_MAX:  # beyond, the round robin's next copy has it
-                self._fresh.append((id(q), info))
+            info = self.queues[id(q)] = QueueInfo(ref, self._seq, id(q))
+            self._order.append(info)
+            if len(self._fresh) < FRESH_MAX:  # beyond, the round robin reaches it
+                self._fresh.append(info)
         known = info.consumers.get(id(consumer))
         if known is None or known() is not consumer:
             info.consumers[id(consumer)] = weakref.ref(consumer)
@@ -325,12 +335,19 @@ class MailboxTracker:
                 self.multi.add(id(q))
 
     def _drop(self, q_id: int, consumer_id: int) -> None:
+        """Forget that ``consumer_id`` takes from ``q_id`` (under ``_lock``); a consumer left
+        with no queue goes from ``by_consumer`` at once (no pass over all consumers)."""
         info = self.queues.get(q_id)
         if info is not None:
             info.consumers.pop(consumer_id, None)
+        self._unown(q_id, consumer_id)
+
+    def _unown(self, q_id: int, consumer_id: int) -> None:
         owned = self.by_consumer.get(consumer_id)
         if owned is not None:
             owned.discard(q_id)
+            if not owned:
+                del self.by_consumer[consumer_id]
 
     # -- asyncio --------------------------------------------------------------------------
     def scan_tasks(self, tasks: Iterable[Any]) -> None:
@@ -351,11 +368,12 @@ class MailboxTracker:
                 by_task[id(task)] = (weakref.ref(waiter), id(q) if q is not None else 0)
             except TypeError:
                 pass
-            if q is not None and seen is not None and seen[1] not in (0, id(q)):
-                self._drop(seen[1], id(task))  # the task moved on to another queue
             held = [q] if q is not None else queues_held(_chain_frames(coro), ASYNC_QUEUES)
-            if held:
+            moved = q is not None and seen is not None and seen[1] not in (0, id(q))
+            if held or moved:
                 with self._lock:
+                    if moved:
+                        self._drop(seen[1], id(task))  # the task moved on to another queue
                     for q in held:
                         self._add(q, task)
 
@@ -375,35 +393,63 @@ class MailboxTracker:
                         self._add(q, thread)
 
     def forget_dead(self, seconds: float = FORGET_SECONDS) -> None:
-        """Drop queues that were garbage collected: a round robin over the tracked queues for
-        at most ``seconds`` a refresh (a full walk of 100k queues held the loop ~50 ms)."""
+        """Drop queues that were garbage collected, and the ended consumers of a queue that
+        has several: a round robin over the tracked queues (``_order``, no copy), a batch of
+        ``FORGET_BATCH`` at a time, for at most ``seconds`` a refresh and at most one pass (a
+        full walk of 100k queues held the loop ~50 ms)."""
         deadline = time.perf_counter() + seconds
-        if self._forget_at >= len(self._forget):
-            self._forget, self._forget_at = list(self.queues.items()), 0
-        items, i = self._forget, self._forget_at
+        order = self._order
         with self._lock:
-            while i < len(items) and time.perf_counter() < deadline:
-                for key, info in items[i : i + FORGET_BATCH]:
+            i = self._forget_at if self._forget_at < len(order) else 0
+            first = True
+            while i < len(order) and (first or time.perf_counter() < deadline):
+                first = False
+                end = min(i + FORGET_BATCH, len(order))
+                batch = order[i:end]
+                flagged = [info for info in batch if info.ref() is None or len(info.consumers) > 1]
+                dead = []
+                for info in flagged:
                     if info.ref() is None:
-                        if self.queues.get(key) is info:
-                            del self.queues[key]
-                            self.multi.discard(key)
-                            self._nonempty.pop(key, None)
-                            for cid in list(info.consumers):
-                                self._drop(key, cid)
-                    elif len(info.consumers) > 1 and self.queues.get(key) is info:
+                        dead.append(info)
+                        self._forget_queue(info)
+                    else:
                         # Consumers that ended: a queue that outlives many (a task per
                         # request) would keep one entry for each. A queue's only consumer
                         # stays until the queue goes: one entry per queue at most.
                         for cid in info.ended_consumers():
-                            self._drop(key, cid)
-                i += FORGET_BATCH
+                            self._drop(info.key, cid)
+                if not dead:
+                    i = end
+                    continue
+                gone = {id(info) for info in dead}
+                kept = [info for info in batch if id(info) not in gone]
+                r = len(dead)
+                if len(order) - end >= r:  # the last r fill the gap: looked at next
+                    tail = order[-r:]
+                    del order[-r:]
+                    order[i:end] = kept + tail
+                else:
+                    order[i:end] = kept
+                i += len(kept)
             self._forget_at = i
-            if i >= len(items):  # a whole pass: consumers left with no queue go too
-                for cid in [c for c, owned in self.by_consumer.items() if not owned]:
-                    del self.by_consumer[cid]
         if len(self._by_task) > 4 * max(1024, len(self.queues)):
             self._by_task.clear()
+
+    def _forget_queue(self, info: QueueInfo) -> None:
+        """A collected queue's entries (under ``_lock``; ``forget_dead`` takes it from
+        ``_order``)."""
+        key = info.key
+        current = self.queues.get(key)
+        if current is info:
+            del self.queues[key]
+            self.multi.discard(key)
+            self._nonempty.pop(key, None)
+            for cid in list(info.consumers):
+                self._drop(key, cid)
+        else:  # its id went to a newer queue: the consumers it alone had go
+            kept = current.consumers if current is not None else {}
+            for cid in [c for c in info.consumers if c not in kept]:
+                self._unown(key, cid)
 
     # -- reading ----------------------------------------------------------------------------
     def queues_of(self, obj: Any) -> list[QueueInfo]:
@@ -433,42 +479,70 @@ class MailboxTracker:
     def longest(self, limit: int, seconds: float = LONGEST_SECONDS) -> list[tuple[int, Any]]:
         """``(length, consumer)`` of the longest single-consumer queues (``len(q._queue)``).
 
-        Lengths are read round-robin for at most ``seconds`` of loop time a refresh (the
-        leaders every time), and the ranking is over the non-empty queues read so far: at
-        100k queues a full pass takes a few refreshes instead of holding the loop 0.1 s."""
-        now = time.monotonic()
-        if now - self._items_at > ITEMS_MAX_AGE or not self._items:
-            self._items, self._items_at = list(self.queues.items()), now
-            self._fresh = []
-        items = self._items
+        Read every time: the queues found since the last call, the ones dequeued from since
+        then (the dequeue marks), and the longest ones known (at most ``4 * limit`` or
+        ``LEADERS_MIN`` of them). The others are read round-robin for at most ``seconds`` of
+        loop time a call and one pass (at 100k queues a pass takes a few calls), walking
+        ``_order`` with a cursor: no work here grows with the number of queues."""
+        queues = self.queues
         fresh, self._fresh = self._fresh, []
-        for key, info in fresh:  # found since the copy: read now, not at the next copy
-            if self.queues.get(key) is info:
-                self._read_length(key, info)
-        n = len(items)
-        deadline = time.perf_counter() + seconds
-        for key in list(self._nonempty):  # the current leaders: read again every refresh
-            known = self.queues.get(key)
-            if known is not None:
-                self._read_length(key, known)
+        touched = self._touched[:]
+        del self._touched[: len(touched)]
+        for info in fresh:
+            if queues.get(info.key) is info:
+                self._read_length(info)
+        for key in touched:
+            info = queues.get(key)
+            if info is not None:
+                self._read_length(info)
+        for key, (_, info) in list(self._nonempty.items()):  # the leaders: read again
+            if queues.get(key) is info:
+                self._read_length(info)
             else:
                 self._nonempty.pop(key, None)
-        done, start = 0, (self._length_cursor % n) if n else 0
+        order = self._order
+        n = len(order)
+        deadline = time.perf_counter() + seconds
+        pos = self._read_at if self._read_at < n else 0
+        nonempty = self._nonempty
+        done = 0
         while done < n and time.perf_counter() < deadline:
-            i = (start + done) % n
-            for key, info in items[i : min(n, i + LENGTH_BATCH)]:
-                self._read_length(key, info)
-                done += 1
-        self._length_cursor = start + done
-        scored = [(length, info) for length, info in self._nonempty.values()]
+            batch = order[pos : pos + min(LENGTH_BATCH, n - done)]
+            if not batch:  # past the end (the list shrank meanwhile): wrap
+                if pos == 0:
+                    break
+                pos = 0
+                continue
+            for info in batch:  # _read_length, inlined: the hot loop of a mailbox sort
+                q = info.ref()
+                length = 0
+                if q is not None and len(info.consumers) == 1:
+                    try:
+                        length = len(q._queue)
+                    except Exception:
+                        length = 0
+                if length:
+                    nonempty[info.key] = (length, info)
+                elif nonempty:
+                    known = nonempty.get(info.key)
+                    if known is not None and known[1] is info:
+                        del nonempty[info.key]
+            done += len(batch)
+            pos += len(batch)
+            if pos >= len(order):
+                pos = 0
+        self._read_at = pos
+        keep = max(LEADERS_MIN, 4 * limit)
+        if len(self._nonempty) > keep:  # bounded: the shorter ones wait for the round robin
+            self._nonempty = dict(heapq.nlargest(keep, self._nonempty.items(), key=_length_of_item))
         out = []
-        for n, info in heapq.nlargest(limit * 2, scored, key=lambda x: x[0]):
+        for length, info in heapq.nlargest(limit * 2, self._nonempty.values(), key=_first):
             live = info.live_consumers()
             if len(live) == 1:
-                out.append((n, live[0]))
+                out.append((length, live[0]))
         return out[:limit]
 
-    def _read_length(self, key: int, info: QueueInfo) -> None:
+    def _read_length(self, info: QueueInfo) -> None:
         q = info.ref()
         length = 0
         if q is not None and len(info.consumers) == 1:
@@ -476,10 +550,13 @@ class MailboxTracker:
                 length = len(q._queue)
             except Exception:
                 length = 0
+        key = info.key
         if length:
             self._nonempty[key] = (length, info)
         else:
-            self._nonempty.pop(key, None)
+            known = self._nonempty.get(key)
+            if known is not None and known[1] is info:
+                del self._nonempty[key]
 
     def shared(self) -> list[tuple[QueueInfo, list[Any]]]:
         """Queues with more than one live consumer: they get rows of their own."""
@@ -492,6 +569,14 @@ class MailboxTracker:
             if len(consumers) > 1:
                 out.append((info, consumers))
         return out
+
+
+def _first(item: tuple[int, Any]) -> int:
+    return item[0]
+
+
+def _length_of_item(item: tuple[int, tuple[int, Any]]) -> int:
+    return item[1][0]
 
 
 def _queue_awaited_by(coro: Any) -> Any:
