@@ -126,7 +126,7 @@ def test_sampled_profile_finds_where_a_loop_of_short_steps_computes() -> None:
     # hot_split_target: one task whose sub-millisecond steps run heavy() (4 units of work) and
     # light() (1 unit), with the loop's select(0) between any two steps. A sampler that gets
     # the GIL only where the loop releases it sees it in select nearly every time (3.11:
-    # 17-20 running samples of ~180 with main_yields=False); with the main thread parked at
+    # 17-20 running samples of 165-188 with main_yields=False); with the main thread parked at
     # an eval-breaker check for each tick, 185 of 190 were running, 80 % of them in heavy
     # (py-spy on the same target: 82 % heavy, 18 % light).
     with Target("hot_split_target.py") as target, AgentClient(target.pid, timeout=10) as c:
@@ -178,6 +178,7 @@ def test_one_job_of_a_kind_at_a_time_and_cancel_ends_it_early(
     [
         ("nope", {}, "'kind' must be one of"),
         ("sample", {"rate": 0}, "'rate' must be"),
+        ("sample", {"main_yields": 1}, "'main_yields' must be true or false"),
         ("sample", {"_sampler": 1}, "unknown sample option '_sampler'"),
         ("allocations", {"depth": 0}, "'depth' must be"),
         # One limit for the command and the job: tracemalloc's own (profilers/alloc_limits.py).
