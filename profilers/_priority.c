@@ -70,11 +70,11 @@ static int yield_to_waiters(void *arg);
  * on the *calling* thread): added from any other thread, the call waits until the main thread
  * next takes the GIL (take_gil recomputes the breaker, bpo-40010). For an event loop that is
  * right after its next select() returns, so the yield happened at the first check after the
- * poll call, inside the selector's select(): a sampler saw the loop "idle" in 95-98 % of its
- * samples although it never waited. Setting the breaker here is what SIGNAL_PENDING_CALLS
+ * poll call, inside the selector's select(): a sampler saw the loop "idle" in 95-100 % of
+ * its samples although it never waited. Setting the breaker here is what SIGNAL_PENDING_CALLS
  * does on the main thread. A non-main thread that holds the GIL meanwhile finds nothing it
- * may run and goes on (its checks take the slow path until the next take of the GIL
- * recomputes the breaker). 3.13+ set the main thread's own breaker bit in Py_AddPendingCall. */
+ * may run and goes on (on 3.11 its checks take the slow path until the next take of the GIL
+ * recomputes the breaker; 3.12 recomputes it at the first). 3.13+ set the main thread's own breaker bit in Py_AddPendingCall. */
 static void
 wake_main(void)
 {
@@ -262,6 +262,9 @@ priority_sleep(PyObject *self, PyObject *arg)
     }
     if (!(seconds >= 0)) {
         seconds = 0;
+    }
+    if (seconds > 1e6) {
+        seconds = 1e6; /* keeps the nanoseconds in range; callers sleep in short slices */
     }
     long long end = now_ns() + (long long)(seconds * 1e9);
     struct timespec until = {.tv_sec = (time_t)(end / 1000000000LL),
