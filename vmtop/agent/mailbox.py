@@ -369,11 +369,12 @@ class MailboxTracker:
             except TypeError:
                 pass
             held = [q] if q is not None else queues_held(_chain_frames(coro), ASYNC_QUEUES)
-            moved = q is not None and seen is not None and seen[1] not in (0, id(q))
+            left = seen[1] if q is not None and seen is not None else 0
+            moved = left not in (0, id(q))
             if held or moved:
                 with self._lock:
                     if moved:
-                        self._drop(seen[1], id(task))  # the task moved on to another queue
+                        self._drop(left, id(task))  # the task moved on to another queue
                     for q in held:
                         self._add(q, task)
 
@@ -492,9 +493,9 @@ class MailboxTracker:
             if queues.get(info.key) is info:
                 self._read_length(info)
         for key in touched:
-            info = queues.get(key)
-            if info is not None:
-                self._read_length(info)
+            found = queues.get(key)
+            if found is not None:
+                self._read_length(found)
         for key, (_, info) in list(self._nonempty.items()):  # the leaders: read again
             if queues.get(key) is info:
                 self._read_length(info)
