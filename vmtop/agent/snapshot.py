@@ -117,49 +117,8 @@ def take_snapshot(collector: Collector, session: Session, req: SnapshotRequest) 
     total_rows = 0
     notes: list[str] = []
     for loop in loops:
-        name = f"loop-{loop_thread_name(loop)}"
-        probe = collector.probes.get(id(loop))
-        p50, p99, lmax = probe.figures() if probe else (None, None, None)
-        uv = is_uvloop(loop)
-        counted = collector.steps.counts_loop(loop, uv)
-        note = ""
-        if uv:
-            note = (
-                "uvloop: steps counted for tasks created after the attach"
-                if counted
-                else "uvloop: task steps are not counted (needs the C hooks)"
-            )
-        stats = dict(
-            name=name,
-            thread=loop_thread_name(loop),
-            thread_id=loop_thread_id(loop) or 0,
-            tasks=collector.loop_task_counts.get(id(loop), 0),
-            ready=len(getattr(loop, "_ready", ()) or ()),
-            lag_p50=p50,
-            lag_p99=p99,
-            lag_max=lmax,
-            lag_max_total=probe.max_total if probe else None,
-            steps_counted=counted,
-            note=note,
-        )
-        if "task" not in req.kinds:
-            loop_stats.append(LoopStats(**stats))  # type: ignore[arg-type]
-            continue
-        try:
-            loop_rows, matched = call_in_loop(
-                loop,
-                functools.partial(_loop_rows, collector, session, req, loop, name, uv, counted),
-                LOOP_TIMEOUT,
-            )
-        except LoopTimeout:
-            blocked = probe.blocked_for() if probe else LOOP_TIMEOUT
-            frame = sys._current_frames().get(loop_thread_id(loop) or -1)
-            stats["blocked_for"] = blocked
-            stats["blocked_stack"] = tuple(stack_of(frame))
-            notes.append(f"{name} blocked for {blocked:.1f} s: task rows not refreshed")
-            loop_stats.append(LoopStats(**stats))  # type: ignore[arg-type]
-            continue
-        loop_stats.append(LoopStats(**stats))  # type: ignore[arg-type]
+        stats, loop_rows, matched = _one_loop(collector, session, req, loop, notes)
+        loop_stats.append(stats)
         rows.extend(loop_rows)
         total_rows += matched
 
@@ -198,6 +157,54 @@ def take_snapshot(collector: Collector, session: Session, req: SnapshotRequest) 
         notes=tuple(notes),
         groups=tuple(groups),
     )
+
+
+def _one_loop(
+    collector: Collector, session: Session, req: SnapshotRequest, loop: Any, notes: list[str]
+) -> tuple[LoopStats, list[ProcessRow], int]:
+    """One event loop's header figures, and its task rows selected on its own thread; a loop
+    that does not answer in ``LOOP_TIMEOUT`` is reported blocked, with its thread's stack."""
+    name = f"loop-{loop_thread_name(loop)}"
+    probe = collector.probes.get(id(loop))
+    p50, p99, lmax = probe.figures() if probe else (None, None, None)
+    uv = is_uvloop(loop)
+    counted = collector.steps.counts_loop(loop, uv)
+    note = ""
+    if uv:
+        note = (
+            "uvloop: steps counted for tasks created after the attach"
+            if counted
+            else "uvloop: task steps are not counted (needs the C hooks)"
+        )
+    stats: dict[str, Any] = dict(
+        name=name,
+        thread=loop_thread_name(loop),
+        thread_id=loop_thread_id(loop) or 0,
+        tasks=collector.loop_task_counts.get(id(loop), 0),
+        ready=len(getattr(loop, "_ready", ()) or ()),
+        lag_p50=p50,
+        lag_p99=p99,
+        lag_max=lmax,
+        lag_max_total=probe.max_total if probe else None,
+        steps_counted=counted,
+        note=note,
+    )
+    if "task" not in req.kinds:
+        return LoopStats(**stats), [], 0
+    try:
+        loop_rows, matched = call_in_loop(
+            loop,
+            functools.partial(_loop_rows, collector, session, req, loop, name, uv, counted),
+            LOOP_TIMEOUT,
+        )
+    except LoopTimeout:
+        blocked = probe.blocked_for() if probe else LOOP_TIMEOUT
+        frame = sys._current_frames().get(loop_thread_id(loop) or -1)
+        stats["blocked_for"] = blocked
+        stats["blocked_stack"] = tuple(stack_of(frame))
+        notes.append(f"{name} blocked for {blocked:.1f} s: task rows not refreshed")
+        return LoopStats(**stats), [], 0
+    return LoopStats(**stats), loop_rows, matched
 
 
 def _with_task_counts(node: NodeInfo, collector: Collector, session: Session) -> NodeInfo:
@@ -305,48 +312,12 @@ def _loop_rows_inner(
     refs = collector.task_refs()
     _scan_idle_consumers(collector, refs, mine)
 
-    matched = collector.loop_task_counts.get(id(loop), 0)
-    pool: list[Any] | None = None  # None: every task of the loop, looked at only as needed
-    if req.filter:
-        text = req.filter
-        pool = [
-            t
-            for t in deref(task_refs())  # a filter wants every task, the newest too
-            if mine(t) and (text in t.get_name().lower() or text in tasks.coro_name(t).lower())
-        ]
-        matched = len(pool)
-
-    limit = req.limit
+    pool = _filtered(req, mine)
+    matched = collector.loop_task_counts.get(id(loop), 0) if pool is None else len(pool)
     collector.memory.start()
-    if req.sort == "memory":
-        if pool is not None:
-            refs = [weakref.ref(t) for t in pool]
-        chosen = collector.memory.leaders(refs, mine, limit)
-    elif req.sort == "mailbox":
-        if pool is not None:
-            scored = [(tracker.mailbox_of(t), t) for t in pool]
-            chosen = [
-                t
-                for n, t in heapq.nlargest(
-                    limit, scored, key=lambda x: -1 if x[0] is None else x[0]
-                )
-            ]
-        else:
-            chosen = [
-                t for _, t in tracker.longest(limit * 2) if hasattr(t, "get_loop") and mine(t)
-            ][:limit]
-    else:
-        chosen = _busiest(steps, pending, req, pool, mine)
-    if len(chosen) < limit:  # fill with other tasks of the loop (idle ones), no scoring needed
-        have = {id(t) for t in chosen}
-        for t in pool if pool is not None else map(operator.call, refs):
-            if t is None:
-                continue
-            if len(chosen) >= limit:
-                break
-            if id(t) not in have and (pool is not None or mine(t)):
-                chosen.append(t)
-                have.add(id(t))
+    chosen = _chosen(collector, session, req, pool, refs, mine)
+    if len(chosen) < req.limit:
+        _fill_with_idle(chosen, req.limit, pool, refs, mine)
 
     current = _current_task(loop)
     ready = tasks.ready_owner_ids(loop)
@@ -358,6 +329,58 @@ def _loop_rows_inner(
         del pending[stat]  # only this loop's thread adds this loop's tasks: no race
     tracker.forget_dead()
     return rows, matched
+
+
+def _filtered(req: SnapshotRequest, mine: Any) -> list[Any] | None:
+    """The loop's tasks whose name or coroutine matches the filter; None when no filter
+    (every task of the loop, looked at only as needed)."""
+    if not req.filter:
+        return None
+    text = req.filter
+    return [
+        t
+        for t in deref(task_refs())  # a filter wants every task, the newest too
+        if mine(t) and (text in t.get_name().lower() or text in tasks.coro_name(t).lower())
+    ]
+
+
+def _chosen(
+    collector: Collector,
+    session: Session,
+    req: SnapshotRequest,
+    pool: list[Any] | None,
+    refs: list[Any],
+    mine: Any,
+) -> list[Any]:
+    """The top ``req.limit`` tasks by the sort key, from ``pool`` or from the whole loop."""
+    limit = req.limit
+    if req.sort == "memory":
+        if pool is not None:
+            refs = [weakref.ref(t) for t in pool]
+        chosen: list[Any] = collector.memory.leaders(refs, mine, limit)
+        return chosen
+    if req.sort == "mailbox":
+        tracker = collector.mailboxes
+        if pool is not None:
+            scored = [(tracker.mailbox_of(t), t) for t in pool]
+            best = heapq.nlargest(limit, scored, key=lambda x: -1 if x[0] is None else x[0])
+            return [t for _, t in best]
+        longest = tracker.longest(limit * 2)
+        return [t for _, t in longest if hasattr(t, "get_loop") and mine(t)][:limit]
+    return _busiest(collector.steps, session.pending, req, pool, mine)
+
+
+def _fill_with_idle(
+    chosen: list[Any], limit: int, pool: list[Any] | None, refs: list[Any], mine: Any
+) -> None:
+    """Fill ``chosen`` up to ``limit`` with other tasks of the loop (idle ones), unscored."""
+    have = {id(t) for t in chosen}
+    for t in pool if pool is not None else map(operator.call, refs):
+        if len(chosen) >= limit:
+            break
+        if t is not None and id(t) not in have and (pool is not None or mine(t)):
+            chosen.append(t)
+            have.add(id(t))
 
 
 def _scan_idle_consumers(collector: Collector, refs: list[Any], mine: Any) -> None:
