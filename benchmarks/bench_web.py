@@ -47,7 +47,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -228,23 +228,33 @@ def callgrind_once(server: str, mode: str, requests: int, cfg: argparse.Namespac
 
             client = AgentClient(pid, timeout=120).connect()
             client.snapshot(limit=50)
-        subprocess.run(
-            [cfg.python, str(REPO / "benchmarks" / "workloads" / "http_load.py"), str(port)]
-            + ["--connections", "1", "--requests", str(requests), "--duration", "600"]
-            + ["--path", "/item/2"],
-            check=True,
-            capture_output=True,
-            timeout=900,
-        )
+        sequential_load(cfg.python, port, requests)
         if client is not None:
             client.close()
-        proc.send_signal(signal.SIGINT)
-        proc.wait(300)
-        err.seek(0)
-        text = err.read()
+        return callgrind_total(proc, err)
+
+
+def sequential_load(python: str, port: int, requests: int) -> None:
+    """``requests`` requests to ``/item/2``, one after the other on one keep-alive connection."""
+    subprocess.run(
+        [python, str(REPO / "benchmarks" / "workloads" / "http_load.py"), str(port)]
+        + ["--connections", "1", "--requests", str(requests), "--duration", "600"]
+        + ["--path", "/item/2"],
+        check=True,
+        capture_output=True,
+        timeout=900,
+    )
+
+
+def callgrind_total(proc: subprocess.Popen[str], err: IO[str]) -> int:
+    """Stop a server running under callgrind (SIGINT) and read the instructions it counted."""
+    proc.send_signal(signal.SIGINT)
+    proc.wait(300)
+    err.seek(0)
+    text = err.read()
     match = re.search(r"Collected : (\d+)", text)
     if not match:
-        raise SystemExit(f"bench_web: callgrind printed no total:\n{text[-2000:]}")
+        raise SystemExit(f"callgrind printed no total:\n{text[-2000:]}")
     return int(match.group(1))
 
 

@@ -28,8 +28,6 @@ import argparse
 import json
 import os
 import random
-import re
-import signal
 import statistics
 import subprocess
 import sys
@@ -47,7 +45,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(HERE))
 
 from bench_agent import child, loadavg, proc_cpu, read_json  # noqa: E402
-from bench_web import wait_listening, wrk  # noqa: E402
+from bench_web import callgrind_total, sequential_load, wait_listening, wrk  # noqa: E402
 
 
 def command(python: str, server: str, mode: str) -> list[str]:
@@ -55,17 +53,6 @@ def command(python: str, server: str, mode: str) -> list[str]:
         return [python, "-m", "vmtop", "run", "-q", str(APP), server]
     parts = {"factory": "steps,factory"}.get(mode, mode)
     return [python, str(PARTS_APP), server, parts]
-
-
-def load(python: str, port: int, requests: int) -> None:
-    subprocess.run(
-        [python, str(HERE / "workloads" / "http_load.py"), str(port)]
-        + ["--connections", "1", "--requests", str(requests), "--duration", "600"]
-        + ["--path", "/item/2"],
-        check=True,
-        capture_output=True,
-        timeout=1200,
-    )
 
 
 def callgrind(server: str, mode: str, cfg: argparse.Namespace) -> int:
@@ -88,22 +75,15 @@ def callgrind(server: str, mode: str, cfg: argparse.Namespace) -> int:
             client = AgentClient(pid, timeout=120).connect()
             if mode == "client":
                 client.snapshot(limit=50)
-        load(cfg.python, port, 200)  # warm-up: imports, caches, the first connection
+        sequential_load(cfg.python, port, 200)  # warm-up: imports, caches, the first connection
         subprocess.run(["callgrind_control", "-i", "on", str(pid)], check=True, capture_output=True)
-        load(cfg.python, port, cfg.requests)
+        sequential_load(cfg.python, port, cfg.requests)
         subprocess.run(
             ["callgrind_control", "-i", "off", str(pid)], check=True, capture_output=True
         )
         if client is not None:
             client.close()
-        proc.send_signal(signal.SIGINT)
-        proc.wait(300)
-        err.seek(0)
-        text = err.read()
-    match = re.search(r"Collected : (\d+)", text)
-    if not match:
-        raise SystemExit(f"bench_web_parts: callgrind printed no total:\n{text[-2000:]}")
-    return int(match.group(1))
+        return callgrind_total(proc, err)
 
 
 def wrk_once(server: str, mode: str, cfg: argparse.Namespace) -> float:
