@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -21,10 +22,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.exporter_helpers import Exporter
+from vmtop import discovery
 from vmtop.attach.checks import AttachError
 from vmtop.attach.ensure import ensure_agent, existing_agent
 from vmtop.attach.methods import unavailable
 from vmtop.client import AgentClient
+from vmtop.exporter.targets import Targets
+from vmtop.fleet.source import FleetSource
+from vmtop.paths import socket_path
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -61,28 +67,61 @@ asyncio.run(main())
 """
 
 
-class Contained:
-    """A target in its own mount namespace, with tmpfs mounts of its own."""
+# A host process with an agent that starts the container and waits for it (a supervisor, or
+# `docker run` under a Python parent): the fleet view and the exporter's --subprocesses start
+# from it.
+PARENT = (
+    "import subprocess, sys, vmtop.agent; vmtop.agent.start(); "
+    "sys.exit(subprocess.call(sys.argv[1:]))"
+)
 
-    def __init__(self, mounts: list[str], pid_namespace: bool = False) -> None:
-        script = " && ".join([*mounts, 'exec "$0" -c "$1"'])
+
+def only_child(pid: int) -> int:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        (child,) = f.read().split()
+    return int(child)
+
+
+class Contained:
+    """A target in its own mount namespace, with tmpfs mounts of its own; with
+    ``pid_namespace``, pid 1 in a pid namespace of its own, or ``inner_pid`` there (forked by
+    a shell that is pid 1); with ``parent``, started by a host Python process with an agent."""
+
+    def __init__(
+        self,
+        mounts: list[str],
+        pid_namespace: bool = False,
+        inner_pid: int | None = None,
+        parent: bool = False,
+    ) -> None:
+        run = 'exec "$0" -c "$1"'
+        if inner_pid is not None:  # the next pid in there is the one asked for
+            pid_namespace = True
+            run = f'echo {inner_pid - 1} > /proc/sys/kernel/ns_last_pid && "$0" -c "$1"'
+        script = " && ".join([*mounts, run])
         pid_flags = ["-p", "-f", "--mount-proc"] if pid_namespace else []
+        python = os.path.realpath(sys.executable)  # the venv may be hidden
+        host = [sys.executable, "-c", PARENT] if parent else []  # a host process: the venv's
         self.proc = subprocess.Popen(
-            ["unshare", "-m", *pid_flags, "--propagation", "private", "sh", "-c", script]
-            + [os.path.realpath(sys.executable), TARGET],  # the venv may be hidden
+            [*host, "unshare", "-m", *pid_flags, "--propagation", "private", "sh", "-c", script]
+            + [python, TARGET],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)} if parent else None,
         )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline().strip()
         assert line == "ready", self.proc.stderr.read() if self.proc.stderr else line
-        self.pid = self.proc.pid  # unshare and sh exec: the same process
-        if pid_namespace:  # unshare forked it: pid 1 in there
-            with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as f:
-                (child,) = f.read().split()
-            self.pid = int(child)
+        # From the outside in: the parent, unshare (sh execs the target in it), the process
+        # unshare forked into the pid namespace, the one that shell forked.
+        self.chain = [self.proc.pid]
+        for step in (parent, pid_namespace, inner_pid is not None):
+            if step:
+                self.chain.append(only_child(self.chain[-1]))
+        self.pid = self.chain[-1]
+        self.parent = self.proc.pid if parent else None
 
     def echo(self, text: str) -> str:
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -96,11 +135,13 @@ class Contained:
             return sorted({line.split()[5] for line in f if "vmtop-agent-" in line})
 
     def stop(self) -> None:
-        if self.pid != self.proc.pid:
+        for pid in reversed(self.chain[1:]):
             with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
         self.proc.kill()
         self.proc.wait()
+        if self.parent is not None:  # killed: its agent could not remove its socket
+            socket_path(self.parent).unlink(missing_ok=True)
         for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             if stream is not None:
                 stream.close()
@@ -119,8 +160,14 @@ def contained() -> Iterator[list[Contained]]:
         target.stop()
 
 
-def start(contained: list[Contained], *mounts: str, pid_namespace: bool = False) -> Contained:
-    target = Contained(list(mounts), pid_namespace)
+def start(
+    contained: list[Contained],
+    *mounts: str,
+    pid_namespace: bool = False,
+    inner_pid: int | None = None,
+    parent: bool = False,
+) -> Contained:
+    target = Contained(list(mounts), pid_namespace, inner_pid, parent)
     contained.append(target)
     return target
 
@@ -246,3 +293,114 @@ def test_root_without_cap_sys_ptrace_is_told_before_anything() -> None:
     finally:
         target.kill()
         target.wait()
+
+
+# -- seeing them: vmtop ps, the fleet view, the exporter (one discovery: vmtop.discovery) ------
+
+
+def ps_json() -> dict[int, dict[str, object]]:
+    out = subprocess.run(
+        [sys.executable, "-m", "vmtop", "ps", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)
+    pids = [row["pid"] for row in rows]
+    assert len(pids) == len(set(pids))  # each process once
+    return {row["pid"]: row for row in rows}
+
+
+def test_ps_fleet_and_exporter_see_agents_in_containers(contained: list[Contained]) -> None:
+    private = start(contained, tmpfs("/tmp"), parent=True)
+    own_pids = start(contained, tmpfs("/tmp"), pid_namespace=True, parent=True)
+    for target in (private, own_pids):
+        ensure_agent(target.pid, inject=True, yes=True, timeout=15, method="ptrace")
+    assert private.parent is not None and own_pids.parent is not None
+
+    # vmtop ps: each under its host pid, its agent listening where it made it.
+    procs = ps_json()
+    for target, inner in ((private, private.pid), (own_pids, 1)):
+        row = procs[target.pid]
+        assert row["agent"] == "listening", row
+        assert row["socket"] == f"/proc/{target.pid}/root/tmp/vmtop-0/{inner}.sock"
+        assert procs[target.parent]["agent"] == "listening"
+    assert procs[own_pids.pid]["ppid"] == own_pids.chain[1]  # unshare, host numbering
+
+    # The discovery behind exporter --all: both, under host pids, once.
+    agents = discovery.discover()
+    assert {private.pid, own_pids.pid, private.parent, own_pids.parent} <= set(agents)
+    assert agents[own_pids.pid].location.theirs == Path("/tmp/vmtop-0/1.sock")
+    assert 1 not in agents or agents[1].location.path != agents[own_pids.pid].location.path
+
+    # The fleet view from the host parent: the container's process joins under its host pid
+    # (its agent calls itself pid 1).
+    source = FleetSource(own_pids.parent).connect()
+    try:
+        snap = source.snapshot(limit=20)
+        assert {s.node.pid for s in source.fleet.snapshot().processes} == {
+            own_pids.parent,
+            own_pids.pid,
+        }
+    finally:
+        source.close()
+    assert any(loop.name.startswith(f"{own_pids.pid} ") for loop in snap.node.loops)
+    assert not any(loop.name.startswith("1 ") for loop in snap.node.loops)
+    fleet = subprocess.run(
+        [sys.executable, "-m", "vmtop", "top", str(private.parent), "--subprocesses"]
+        + ["--once", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert fleet.returncode == 0, fleet.stderr
+    assert {p["pid"] for p in json.loads(fleet.stdout)["processes"]} == {
+        private.parent,
+        private.pid,
+    }
+
+    # The exporter over the parent and its workers: the container's agent scraped over HTTP,
+    # under its host pid.
+    exporter = Exporter(str(own_pids.parent), "--subprocesses")
+    try:
+        metrics = exporter.scrape()
+    finally:
+        exporter.stop()
+    scraped = re.findall(r'^vmtop_target_info\{[^}]*\bpid="(\d+)"', metrics, re.MULTILINE)
+    assert sorted(scraped) == sorted([str(own_pids.parent), str(own_pids.pid)])
+    for target in (private, own_pids):
+        assert target.echo("seen") == "echo seen"
+
+
+def test_a_container_pid_that_is_also_a_host_pid_is_counted_once(
+    contained: list[Contained],
+) -> None:
+    # A Python process on the host without an agent, and a container process whose pid in
+    # its own pid namespace is the same number, sharing the host's /tmp: the container's agent
+    # listens on /tmp/vmtop-0/N.sock, the very path where the host's pid N would put its own.
+    host = subprocess.Popen(
+        [os.path.realpath(sys.executable), "-c", "import sys; sys.stdin.read()"],
+        stdin=subprocess.PIPE,
+    )
+    try:
+        target = start(contained, inner_pid=host.pid)
+        ensure_agent(target.pid, inject=True, yes=True, timeout=15, method="ptrace")
+        shared = Path(f"/tmp/vmtop-0/{host.pid}.sock")
+        assert shared.exists()  # the container's socket, in the host's /tmp
+
+        agents = discovery.discover([host.pid, target.pid])
+        assert agents[target.pid].state == "listening"
+        assert agents[host.pid].state == "-"  # a socket at its path, but not its own
+        assert target.pid in discovery.listening() and host.pid not in discovery.listening()
+        procs = ps_json()
+        assert procs[target.pid]["agent"] == "listening"
+        assert procs[host.pid]["agent"] == "-"
+        assert Targets([], all_agents=True, report=lambda _: None).wanted().count(target.pid) == 1
+        assert host.pid not in Targets([], all_agents=True, report=lambda _: None).wanted()
+        assert target.echo("one") == "echo one"
+    finally:
+        host.kill()
+        host.wait()

@@ -6,7 +6,8 @@ symlink, owned by this uid, no group/other bits) before anything is placed in or
 A client finds another process's agent with :func:`agent_socket_path`: where that process
 itself put it (its own pid, uid and ``XDG_RUNTIME_DIR``), seen through ``/proc/PID/root``
 when it lives in another mount namespace (a container, a ``PrivateTmp=`` service, ``unshare
--m``), and in its own pid namespace's numbering.
+-m``), in its own pid and user namespaces' numbering. Which processes have an agent (one
+pass, no connection) is :mod:`vmtop.discovery`'s.
 """
 
 from __future__ import annotations
@@ -77,7 +78,8 @@ class AgentLocation:
     foreign: bool
 
 
-def _proc_status(pid: int) -> dict[str, str]:
+def proc_status(pid: int) -> dict[str, str]:
+    """``/proc/PID/status`` as a dict (raises ``OSError`` once the process is gone)."""
     out: dict[str, str] = {}
     with open(f"/proc/{pid}/status", encoding="utf-8", errors="replace") as f:
         for line in f:
@@ -107,19 +109,41 @@ def _environ(pid: int, name: str) -> str | None:
     return None
 
 
+def _inner_uid(pid: int, uid: int) -> int:
+    """``uid`` (the target's real uid as we see it) as the target sees it: different in
+    another user namespace (a rootless container maps its root to a user of the host)."""
+    try:
+        if os.readlink(f"/proc/{pid}/ns/user") == os.readlink("/proc/self/ns/user"):
+            return uid
+        with open(f"/proc/{pid}/uid_map", encoding="ascii") as f:
+            for line in f:  # inside, outside (in our namespace), count
+                inside, outside, count = (int(v) for v in line.split())
+                if outside <= uid < outside + count:
+                    return inside + uid - outside
+    except (OSError, ValueError):
+        pass
+    return uid
+
+
 def agent_socket_path(pid: int) -> AgentLocation:
     """Where ``pid``'s agent listens, or would: raises ``OSError`` when ``/proc`` says nothing.
 
     Our own processes in our mount namespace: :func:`socket_path` (what the agent computes
-    with the same environment). Others (another user's, when we are root; another mount or
-    pid namespace): the directory that process computes, from its real uid, its pid inside
-    its own pid namespace and its ``XDG_RUNTIME_DIR`` (as it started), seen from here.
+    with the same environment). Others (another user's, when we are root; another mount, pid
+    or user namespace): the directory that process computes, from its real uid and its pid
+    as it sees them, and its ``XDG_RUNTIME_DIR`` (as it started), seen from here.
     """
-    status = _proc_status(pid)
+    return location_from_status(pid, proc_status(pid))
+
+
+def location_from_status(pid: int, status: dict[str, str]) -> AgentLocation:
+    """:func:`agent_socket_path` from ``/proc/PID/status`` already read (``vmtop.discovery``
+    reads it once per process for the uid as well)."""
     uid = int(status.get("Uid", "0").split()[0])
     inner = int((status.get("NSpid") or str(pid)).split()[-1])
     foreign = other_mount_namespace(pid)
-    if not foreign and uid == os.getuid() and inner == pid:
+    inner_uid = _inner_uid(pid, uid)
+    if not foreign and uid == os.getuid() and inner == pid and inner_uid == uid:
         path = socket_path(pid)
         return AgentLocation(path, uid, path, False)
     root = f"/proc/{pid}/root" if foreign else ""
@@ -127,6 +151,6 @@ def agent_socket_path(pid: int) -> AgentLocation:
     if runtime and os.path.isdir(root + runtime):
         directory = Path(runtime) / "vmtop"
     else:
-        directory = Path(f"/tmp/vmtop-{uid}")
+        directory = Path(f"/tmp/vmtop-{inner_uid}")
     theirs = directory / f"{inner}.sock"
     return AgentLocation(Path(root + str(theirs)), uid, theirs, foreign)

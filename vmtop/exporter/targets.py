@@ -1,7 +1,9 @@
 """Which agents a scrape reads, and one connection to each.
 
 Targets are the PIDs given (plus, with ``--subprocesses``, their descendants that have an
-agent), or with ``--all`` every agent socket of this user. Each target keeps one connection
+agent), or with ``--all`` every process of this user whose agent listens, in a container too
+(:func:`vmtop.discovery.discover`: one pass over ``/proc``, each agent under the pid of the
+process that holds its socket, in our numbering). Each target keeps one connection
 while it lives: its hooks stay installed, so counters run from the exporter's attach. A
 target that exits drops out of the scrape; a PID without an agent, or one that exits, is
 reported once (``report``), not at every scrape.
@@ -17,9 +19,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from vmtop.client import AgentClient, ClientError, NoAgent, TargetGone, pid_exists
+from vmtop.discovery import listening
 from vmtop.exporter.budget import GroupBudget
 from vmtop.exporter.families import Observation
-from vmtop.fleet.tree import agent_pids, descendants, parent_pid
+from vmtop.fleet.tree import descendants, parent_pid
 from vmtop.records import Snapshot
 
 TIMEOUT = 5.0  # per target and scrape; a blocked loop is answered for after 1 s
@@ -69,7 +72,7 @@ class Targets:
     def wanted(self) -> list[int]:
         """The PIDs to read now."""
         if self.all_agents:
-            return [p for p in agent_pids() if p != os.getpid() and pid_exists(p)]
+            return [p for p in listening() if p != os.getpid()]
         alive = []
         for pid in self.pids:
             if pid_exists(pid):
@@ -77,8 +80,9 @@ class Targets:
             else:
                 self._once(pid, "exited", f"pid {pid} exited: no longer scraped")
         self.pids = alive
-        if self.subprocesses:
-            return sorted({*alive, *(d for p in alive for d in descendants(p))})
+        if self.subprocesses:  # the workers with an agent: no connection tried to the others
+            workers = listening({d for p in alive for d in descendants(p)} - set(alive))
+            return sorted({*alive, *workers})
         return alive
 
     def _connected(self, pids: list[int]) -> list[Target]:

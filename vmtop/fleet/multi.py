@@ -1,7 +1,9 @@
 """Snapshots of a process and all its descendants that have an agent, in one answer.
 
 :class:`Fleet` keeps one connection per agent (so each keeps its own per-interval deltas),
-looks for new descendants at every refresh, asks all agents at once, and merges their rows:
+looks for new descendants at every refresh (those with an agent, in a container too:
+:mod:`vmtop.discovery`; each numbered by its pid here, whatever its agent calls itself), asks
+all agents at once, and merges their rows:
 each agent returns its own top N by the sort key, so the top N of the union is the top N of
 the whole tree. A worker that exits, or stops answering, during a refresh becomes a note and
 drops out; only the root's loss ends the view.
@@ -10,12 +12,14 @@ drops out; only the root's loss ends the view.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import heapq
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from vmtop.client import AgentClient, ClientError, NoAgent, TargetGone, pid_exists
+from vmtop.discovery import discover
 from vmtop.fleet.tree import descendants, is_python, parent_pid
 from vmtop.records import KINDS, SCHEMA_VERSION, GroupRow, ProcessRow, Snapshot
 
@@ -108,17 +112,22 @@ class Fleet:
     def _discover(self, notes: list[str]) -> None:
         found = descendants(self.root)
         self._no_agent &= set(found)  # a pid that comes back is a new process: look again
-        for pid in found:
-            if pid in self.clients or pid in self._no_agent:
-                continue
-            try:
-                self.clients[pid] = AgentClient(pid, self.timeout).connect()
-            except NoAgent:
-                self._no_agent.add(pid)  # said once; a process does not grow an agent later
-                if is_python(pid):
-                    notes.append(f"pid {pid} has no agent (start the program with 'vmtop run')")
-            except ClientError:
+        new = [pid for pid in found if pid not in self.clients and pid not in self._no_agent]
+        agents = discover(new)  # in containers too; no connection to a process without one
+        for pid in new:
+            if pid not in agents:
                 continue  # exited while we looked: nothing to say
+            if agents[pid].listening:
+                try:
+                    self.clients[pid] = AgentClient(pid, self.timeout).connect()
+                    continue
+                except NoAgent:
+                    pass  # it stopped listening meanwhile
+                except ClientError:
+                    continue  # exited while we looked
+            self._no_agent.add(pid)  # said once; a process does not grow an agent later
+            if is_python(pid):
+                notes.append(f"pid {pid} has no agent (start the program with 'vmtop run')")
         self.parents = {pid: parent_pid(pid) for pid in self.clients}
 
     def snapshot(
@@ -147,7 +156,7 @@ class Fleet:
         snaps: list[Snapshot] = []
         for pid, future in futures.items():
             try:
-                snaps.append(future.result())
+                snaps.append(in_our_pids(pid, future.result()))
             except ClientError as exc:
                 if pid == self.root:
                     raise
@@ -163,6 +172,15 @@ class Fleet:
         if client is not None:
             with contextlib.suppress(Exception):
                 client.close()
+
+
+def in_our_pids(pid: int, snap: Snapshot) -> Snapshot:
+    """``snap`` with its node's pid as we number it: an agent in its own pid namespace (a
+    container) reports its pid in there (often 1), which says nothing here and may be
+    another member's."""
+    if snap.node.pid == pid:
+        return snap
+    return dataclasses.replace(snap, node=dataclasses.replace(snap.node, pid=pid))
 
 
 def merge(

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 from dataclasses import dataclass
 
-from vmtop.paths import socket_dir, socket_path
+from vmtop import discovery
 
 
 @dataclass(frozen=True)
@@ -18,6 +17,7 @@ class PyProcess:
     python: str
     agent: str  # "listening" | "stale" | "-"
     cmdline: str
+    socket: str = ""  # the agent's socket as reached from here, unless agent is "-"
 
 
 _VERSION_RE = re.compile(r"libpython(\d+\.\d+)|/python(\d+\.\d+)")
@@ -39,27 +39,17 @@ def python_version(pid: int, exe: str) -> str:
 
 
 def agent_state(pid: int) -> str:
-    """ "listening" when an agent accepts on ``pid``'s socket, "stale" for a file nobody
-    serves (a process that ended without removing it), "-" for no socket."""
-    path = socket_path(pid)
-    if not path.exists():
-        return "-"
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(0.5)
-    try:
-        s.connect(str(path))
-        return "listening"
-    except OSError:
-        return "stale"
-    finally:
-        s.close()
+    """ "listening" when ``pid`` itself listens on its agent's socket, "stale" for a file
+    nobody serves (a process that ended without removing it), "-" for no socket (or one that
+    is another process's): :func:`vmtop.discovery.agent_state`, in a container too."""
+    return discovery.agent_state(pid)
 
 
 def python_processes(all_users: bool = False) -> list[PyProcess]:
     import psutil
 
     me = os.getuid()
-    out = []
+    found = []
     for proc in psutil.process_iter(["pid", "ppid", "name", "exe", "cmdline", "uids", "username"]):
         info = proc.info
         if proc.pid == os.getpid():
@@ -71,17 +61,22 @@ def python_processes(all_users: bool = False) -> list[PyProcess]:
         name = info.get("name") or ""
         if not ("python" in os.path.basename(exe) or name.startswith("python")):
             continue
-        out.append(
-            PyProcess(
-                pid=proc.pid,
-                ppid=info.get("ppid") or 0,
-                user=info.get("username") or "?",
-                python=python_version(proc.pid, exe),
-                agent=agent_state(proc.pid),
-                cmdline=" ".join(info.get("cmdline") or []),
-            )
+        found.append((proc.pid, info, exe))
+    agents = discovery.discover(pid for pid, _, _ in found)  # one pass, no connection
+    return [
+        PyProcess(
+            pid=pid,
+            ppid=info.get("ppid") or 0,
+            user=info.get("username") or "?",
+            python=python_version(pid, exe),
+            agent=agents[pid].state if pid in agents else discovery.NONE,
+            cmdline=" ".join(info.get("cmdline") or []),
+            socket=str(agents[pid].location.path)
+            if pid in agents and agents[pid].state != discovery.NONE
+            else "",
         )
-    return out
+        for pid, info, exe in found
+    ]
 
 
 def as_tree(procs: list[PyProcess]) -> list[tuple[int, PyProcess]]:
@@ -146,18 +141,3 @@ def descendants(pid: int) -> list[int]:
         return sorted(c.pid for c in psutil.Process(pid).children(recursive=True))
     except psutil.Error:
         return []
-
-
-def agent_pids() -> list[int]:
-    """Processes of this user with a socket file in the agents' directory (some may be
-    stale: the caller's connect says)."""
-    try:
-        names = os.listdir(socket_dir())
-    except OSError:
-        return []
-    pids = []
-    for name in names:
-        stem, dot, ext = name.partition(".")
-        if dot and ext == "sock" and stem.isdigit():
-            pids.append(int(stem))
-    return sorted(pids)
