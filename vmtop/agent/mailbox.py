@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import asyncio
 import dis
+import gc
 import heapq
 import queue as stdqueue
 import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import CodeType, FrameType
 from typing import Any
 
@@ -51,32 +52,65 @@ THREAD_QUEUES: tuple[type, ...] = tuple(
 
 @dataclass(slots=True)
 class QueueInfo:
+    """A tracked queue as :meth:`MailboxTracker.queues_of` and ``shared()`` return it: made
+    for the reader, not kept (the tracker keeps ints and weak references in flat dicts)."""
+
     ref: Any  # weakref to the queue
     seq: int
     key: int = 0  # id of the queue: its key in MailboxTracker.queues
-    consumers: dict[int, Any] = field(default_factory=dict)  # id(process) -> weakref/name
 
     def queue(self) -> Any:
         return self.ref()
 
-    def live_consumers(self) -> list[Any]:
-        """The consumers that did not end (the ended ones go in forget_dead's pass, which
-        also keeps ``by_consumer`` in step)."""
-        out = []
-        for ref in list(self.consumers.values()):
-            obj = ref()
-            if obj is not None and not _ended(obj):
-                out.append(obj)
-        return out
 
-    def ended_consumers(self) -> list[int]:
-        """Keys of the consumers that ended (a finished task, a thread that returned)."""
-        out = []
-        for key, ref in list(self.consumers.items()):
-            obj = ref()
-            if obj is None or _ended(obj):
-                out.append(key)
-        return out
+# A queue's consumers, or a consumer's queues: one id (the common case), or an id -> None dict
+# for several. Neither is tracked by the cyclic GC (CPython leaves a dict that holds no
+# container untracked), so they add nothing to what a collection walks.
+Ids = int | dict[int, None]
+
+
+def _ids(v: Ids | None) -> list[int]:
+    if v is None:
+        return []
+    return [v] if isinstance(v, int) else list(v)
+
+
+def _has(v: Ids | None, x: int) -> bool:
+    if isinstance(v, int):
+        return v == x
+    return v is not None and x in v
+
+
+def _with(v: Ids | None, x: int) -> Ids:
+    if v is None:
+        return x
+    if isinstance(v, int):
+        return v if v == x else {v: None, x: None}
+    v[x] = None
+    return v
+
+
+def _without(v: Ids | None, x: int) -> Ids | None:
+    if v is None or isinstance(v, int):
+        return None if v == x else v
+    v.pop(x, None)
+    if len(v) == 1:
+        return next(iter(v))
+    return v or None
+
+
+def weak_ref_maker() -> Callable[[Any], Any]:
+    """``weakref.ref`` as the tracker makes them: left out of the cyclic GC when the C
+    extension is in (``_hooks.untracked_ref``: a reference without a callback refers to
+    nothing strongly), else plain (one tracked object each)."""
+    if use_c_hooks():
+        try:
+            from vmtop.agent._hooks import untracked_ref
+
+            return untracked_ref
+        except ImportError:  # an extension built before untracked_ref
+            pass
+    return weakref.ref
 
 
 def _ended(obj: Any) -> bool:
@@ -156,22 +190,34 @@ class MailboxTracker:
     Sources: the dequeue hooks while attached (``asyncio.Queue.get_nowait`` through a
     :func:`marked_call`, ``queue.Queue.get``), a scan of suspended tasks and thread stacks
     (consumers waiting in ``get()``), and what tasks and threads hold (:func:`queues_held`).
+
+    Everything per queue, consumer and scanned task lives in flat dicts keyed by ``id()``
+    whose values are ints, untracked dicts of ints (:data:`Ids`) and weak references that the
+    GC does not track (:func:`weak_ref_maker`): no object per queue or task that a full
+    collection has to walk (at 100k queues, ~8 tracked objects each pushed the program into
+    0.4-0.8 s full collections while the scan discovered them; docs/benchmarks.md).
     """
 
     def __init__(self) -> None:
-        self.queues: dict[int, QueueInfo] = {}
-        self._by_task: dict[int, tuple[Any, int]] = {}  # id(task) -> (ref to fut_waiter, id(q))
+        self._ref = weak_ref_maker()
+        self.queues: dict[int, Any] = {}  # id(queue) -> weak reference to it
+        self.seqs: dict[int, int] = {}  # id(queue) -> its number (``q<seq>`` in rows)
+        self.consumers: dict[int, Ids] = {}  # id(queue) -> id(s) of its consumers
+        self.by_consumer: dict[int, Ids] = {}  # id(consumer) -> id(s) of its queues
+        self._consumer_refs: dict[int, Any] = {}  # id(consumer) -> weak reference to it
+        self.multi: set[int] = set()  # ids of queues with more than one consumer
         self._seq = 0
-        self.by_consumer: dict[int, set[int]] = {}  # id(consumer) -> ids of its queues
-        self.multi: set[int] = set()  # ids of queues seen with more than one consumer
-        # Every QueueInfo of ``queues`` once, in no order (a superseded or collected one until
-        # forget_dead reaches it): what the round robins walk, with a cursor each, instead of
-        # copying ``queues`` (100k entries: 5-10 ms of loop time and 100k new tuples).
-        self._order: list[QueueInfo] = []
+        # The idle-consumer scan: a task whose ``_fut_waiter`` is the one seen last time is
+        # not walked again; the queue it was suspended in get() of, if any.
+        self._waiters: dict[int, Any] = {}  # id(task) -> weak reference to its waiter
+        self._in_get: dict[int, int] = {}  # id(task) -> id(queue)
+        # Every key of ``queues`` once, in no order: what the round robins walk, with a
+        # cursor each, instead of copying ``queues`` (100k entries: 5-10 ms of loop time).
+        self._order: list[int] = []
         self._read_at = 0  # where longest() reads lengths next
         self._forget_at = 0  # where forget_dead() looks next
-        self._nonempty: dict[int, tuple[int, QueueInfo]] = {}  # queue key -> last length read
-        self._fresh: list[QueueInfo] = []  # queues new since the last longest()
+        self._nonempty: dict[int, int] = {}  # queue key -> last length read (the leaders)
+        self._fresh: list[int] = []  # queues new since the last longest()
         self._touched: list[int] = []  # ids of queues dequeued from since the last longest()
         self._originals: dict[str, Any] = {}
         self._thread_gets: dict[int, int] = {}  # thread ident -> queue.Queue items taken
@@ -184,7 +230,7 @@ class MailboxTracker:
             return
         a_get_nowait = asyncio.Queue.get_nowait
         t_get = stdqueue.Queue.get
-        queues = self.queues
+        knows = self._knows
         note = self._note
         current_task = asyncio.current_task
         current_thread = threading.current_thread
@@ -203,11 +249,8 @@ class MailboxTracker:
                 task = current_task()
             except RuntimeError:
                 task = None
-            if task is not None:
-                info = queues.get(id(q))
-                ref = info.consumers.get(id(task)) if info is not None else None
-                if ref is None or ref() is not task:  # an id is reused once its task is gone
-                    note(q, task)
+            if task is not None and not knows(q, task):  # ids are reused once freed
+                note(q, task)
 
         get_nowait = marked_call(a_get_nowait, sample)
 
@@ -315,66 +358,120 @@ class MailboxTracker:
         except Exception:
             pass  # never raise into the program's get()
 
+    def _knows(self, q: Any, consumer: Any) -> bool:
+        """Whether ``consumer`` is a known consumer of ``q`` (the dequeue hook's fast path,
+        on the program's thread: reads only)."""
+        ref = self.queues.get(id(q))
+        cref = self._consumer_refs.get(id(consumer))
+        return (
+            ref is not None
+            and cref is not None
+            and ref() is q
+            and cref() is consumer
+            and _has(self.consumers.get(id(q)), id(consumer))
+        )
+
     def _add(self, q: Any, consumer: Any) -> None:
-        info = self.queues.get(id(q))
-        if info is None or info.ref() is not q:
+        key = id(q)
+        ref = self.queues.get(key)
+        if ref is None or ref() is not q:
             try:
-                ref = weakref.ref(q)
+                new = self._ref(q)
             except TypeError:
                 return
+            if ref is None:
+                self._order.append(key)
+            else:  # a collected queue's id, now another queue's: the old one's entries go
+                self._clear_queue(key)
+            self.queues[key] = new
             self._seq += 1
-            info = self.queues[id(q)] = QueueInfo(ref, self._seq, id(q))
-            self._order.append(info)
+            self.seqs[key] = self._seq
             if len(self._fresh) < FRESH_MAX:  # beyond, the round robin reaches it
-                self._fresh.append(info)
-        known = info.consumers.get(id(consumer))
-        if known is None or known() is not consumer:
-            info.consumers[id(consumer)] = weakref.ref(consumer)
-            self.by_consumer.setdefault(id(consumer), set()).add(id(q))
-            if len(info.consumers) > 1:
-                self.multi.add(id(q))
+                self._fresh.append(key)
+        cid = id(consumer)
+        cref = self._consumer_refs.get(cid)
+        if cref is None or cref() is not consumer:
+            try:
+                new_c = self._ref(consumer)
+            except TypeError:
+                return
+            if cref is not None:  # a gone consumer's id, now ``consumer``'s
+                self._forget_consumer(cid)
+            self._consumer_refs[cid] = new_c
+        cons = self.consumers.get(key)
+        if not _has(cons, cid):
+            cons = self.consumers[key] = _with(cons, cid)
+            self.by_consumer[cid] = _with(self.by_consumer.get(cid), key)
+            if type(cons) is not int:
+                self.multi.add(key)
 
     def _drop(self, q_id: int, consumer_id: int) -> None:
         """Forget that ``consumer_id`` takes from ``q_id`` (under ``_lock``); a consumer left
         with no queue goes from ``by_consumer`` at once (no pass over all consumers)."""
-        info = self.queues.get(q_id)
-        if info is not None:
-            info.consumers.pop(consumer_id, None)
+        cons = _without(self.consumers.get(q_id), consumer_id)
+        if cons is None:
+            self.consumers.pop(q_id, None)
+        else:
+            self.consumers[q_id] = cons
+        if type(cons) is not dict:
+            self.multi.discard(q_id)
         self._unown(q_id, consumer_id)
 
     def _unown(self, q_id: int, consumer_id: int) -> None:
-        owned = self.by_consumer.get(consumer_id)
-        if owned is not None:
-            owned.discard(q_id)
-            if not owned:
-                del self.by_consumer[consumer_id]
+        owned = _without(self.by_consumer.get(consumer_id), q_id)
+        if owned is None:
+            self.by_consumer.pop(consumer_id, None)
+            self._consumer_refs.pop(consumer_id, None)
+        else:
+            self.by_consumer[consumer_id] = owned
+
+    def _forget_consumer(self, consumer_id: int) -> None:
+        for q_id in _ids(self.by_consumer.get(consumer_id)):
+            self._drop(q_id, consumer_id)
+        self.by_consumer.pop(consumer_id, None)
+        self._consumer_refs.pop(consumer_id, None)
+
+    def _clear_queue(self, key: int) -> None:
+        """Forget the consumers and the length read of queue ``key`` (under ``_lock``)."""
+        for cid in _ids(self.consumers.pop(key, None)):
+            self._unown(key, cid)
+        self.multi.discard(key)
+        self._nonempty.pop(key, None)
 
     # -- asyncio --------------------------------------------------------------------------
     def scan_tasks(self, tasks: Iterable[Any]) -> None:
         """Record the queue each task is suspended on, or else the queues it holds and takes
         from (loop thread). Cheap when nothing moved: a task whose ``_fut_waiter`` is the one
         seen last time is not walked again."""
-        by_task = self._by_task
+        waiters = self._waiters
+        in_get = self._in_get
+        ref = self._ref
         for task in tasks:
             waiter = getattr(task, "_fut_waiter", None)
             if waiter is None:
                 continue
-            seen = by_task.get(id(task))
-            if seen is not None and seen[0]() is waiter:
+            key = id(task)
+            seen = waiters.get(key)
+            if seen is not None and seen() is waiter:
                 continue
             coro = task.get_coro()
             q = _queue_awaited_by(coro)
+            left = 0
             try:
-                by_task[id(task)] = (weakref.ref(waiter), id(q) if q is not None else 0)
+                waiters[key] = ref(waiter)
             except TypeError:
                 pass
+            else:
+                was = in_get.pop(key, 0)
+                if q is not None:
+                    in_get[key] = id(q)
+                    left = was if seen is not None else 0
             held = [q] if q is not None else queues_held(_chain_frames(coro), ASYNC_QUEUES)
-            left = seen[1] if q is not None and seen is not None else 0
             moved = left not in (0, id(q))
             if held or moved:
                 with self._lock:
                     if moved:
-                        self._drop(left, id(task))  # the task moved on to another queue
+                        self._drop(left, key)  # the task moved on to another queue
                     for q in held:
                         self._add(q, task)
 
@@ -400,6 +497,8 @@ class MailboxTracker:
         full walk of 100k queues held the loop ~50 ms)."""
         deadline = time.perf_counter() + seconds
         order = self._order
+        queues = self.queues
+        multi = self.multi
         with self._lock:
             i = self._forget_at if self._forget_at < len(order) else 0
             first = True
@@ -407,23 +506,23 @@ class MailboxTracker:
                 first = False
                 end = min(i + FORGET_BATCH, len(order))
                 batch = order[i:end]
-                flagged = [info for info in batch if info.ref() is None or len(info.consumers) > 1]
                 dead = []
-                for info in flagged:
-                    if info.ref() is None:
-                        dead.append(info)
-                        self._forget_queue(info)
-                    else:
+                for key in batch:
+                    ref = queues.get(key)
+                    if ref is None or ref() is None:
+                        dead.append(key)
+                        self._forget_queue(key)
+                    elif key in multi:
                         # Consumers that ended: a queue that outlives many (a task per
                         # request) would keep one entry for each. A queue's only consumer
                         # stays until the queue goes: one entry per queue at most.
-                        for cid in info.ended_consumers():
-                            self._drop(info.key, cid)
+                        for cid in self._ended_consumers(key):
+                            self._drop(key, cid)
                 if not dead:
                     i = end
                     continue
-                gone = {id(info) for info in dead}
-                kept = [info for info in batch if id(info) not in gone]
+                gone = set(dead)
+                kept = [key for key in batch if key not in gone]
                 r = len(dead)
                 if len(order) - end >= r:  # the last r fill the gap: looked at next
                     tail = order[-r:]
@@ -433,34 +532,60 @@ class MailboxTracker:
                     order[i:end] = kept
                 i += len(kept)
             self._forget_at = i
-        if len(self._by_task) > 4 * max(1024, len(self.queues)):
-            self._by_task.clear()
+        if len(self._waiters) > 4 * max(1024, len(self.queues)):
+            self._waiters.clear()
+            self._in_get.clear()
 
-    def _forget_queue(self, info: QueueInfo) -> None:
+    def _forget_queue(self, key: int) -> None:
         """A collected queue's entries (under ``_lock``; ``forget_dead`` takes it from
         ``_order``)."""
-        key = info.key
-        current = self.queues.get(key)
-        if current is info:
-            del self.queues[key]
-            self.multi.discard(key)
-            self._nonempty.pop(key, None)
-            for cid in list(info.consumers):
-                self._drop(key, cid)
-        else:  # its id went to a newer queue: the consumers it alone had go
-            kept = current.consumers if current is not None else {}
-            for cid in [c for c in info.consumers if c not in kept]:
-                self._unown(key, cid)
+        self._clear_queue(key)
+        self.queues.pop(key, None)
+        self.seqs.pop(key, None)
 
     # -- reading ----------------------------------------------------------------------------
+    def consumer_ids(self, q_id: int) -> list[int]:
+        """Ids of the consumers known for the queue ``q_id`` (ended ones too, until dropped)."""
+        return _ids(self.consumers.get(q_id))
+
+    def _live_consumers(self, q_id: int) -> list[Any]:
+        """The consumers of ``q_id`` that did not end (the ended ones go in forget_dead's
+        pass, which also keeps ``by_consumer`` in step)."""
+        refs = self._consumer_refs
+        out = []
+        for cid in _ids(self.consumers.get(q_id)):
+            ref = refs.get(cid)
+            obj = ref() if ref is not None else None
+            if obj is not None and not _ended(obj):
+                out.append(obj)
+        return out
+
+    def _ended_consumers(self, q_id: int) -> list[int]:
+        """Ids of the consumers of ``q_id`` that ended (a finished task, a thread that
+        returned, one collected)."""
+        refs = self._consumer_refs
+        out = []
+        for cid in _ids(self.consumers.get(q_id)):
+            ref = refs.get(cid)
+            obj = ref() if ref is not None else None
+            if obj is None or _ended(obj):
+                out.append(cid)
+        return out
+
+    def _info(self, key: int) -> QueueInfo | None:
+        ref = self.queues.get(key)
+        if ref is None or ref() is None:
+            return None
+        return QueueInfo(ref, self.seqs.get(key, 0), key)
+
     def queues_of(self, obj: Any) -> list[QueueInfo]:
         """Queues whose only live consumer is ``obj`` (its mailboxes)."""
         out = []
-        for q_id in list(self.by_consumer.get(id(obj), ())):
-            info = self.queues.get(q_id)
-            if info is None or info.ref() is None:
+        for q_id in _ids(self.by_consumer.get(id(obj))):
+            info = self._info(q_id)
+            if info is None:
                 continue
-            live = info.live_consumers()
+            live = self._live_consumers(q_id)
             if len(live) == 1 and live[0] is obj:
                 out.append(info)
         return out
@@ -486,21 +611,17 @@ class MailboxTracker:
         loop time a call and one pass (at 100k queues a pass takes a few calls), walking
         ``_order`` with a cursor: no work here grows with the number of queues."""
         queues = self.queues
+        consumers = self.consumers
         fresh, self._fresh = self._fresh, []
         touched = self._touched[:]
         del self._touched[: len(touched)]
-        for info in fresh:
-            if queues.get(info.key) is info:
-                self._read_length(info)
+        for key in fresh:
+            self._read_length(key)
         for key in touched:
-            found = queues.get(key)
-            if found is not None:
-                self._read_length(found)
-        for key, (_, info) in list(self._nonempty.items()):  # the leaders: read again
-            if queues.get(key) is info:
-                self._read_length(info)
-            else:
-                self._nonempty.pop(key, None)
+            if key in queues:
+                self._read_length(key)
+        for key in list(self._nonempty):  # the leaders: read again
+            self._read_length(key)
         order = self._order
         n = len(order)
         deadline = time.perf_counter() + seconds
@@ -514,20 +635,19 @@ class MailboxTracker:
                     break
                 pos = 0
                 continue
-            for info in batch:  # _read_length, inlined: the hot loop of a mailbox sort
-                q = info.ref()
+            for key in batch:  # _read_length, inlined: the hot loop of a mailbox sort
+                ref = queues.get(key)
+                q = ref() if ref is not None else None
                 length = 0
-                if q is not None and len(info.consumers) == 1:
+                if q is not None and type(consumers.get(key)) is int:
                     try:
                         length = len(q._queue)
                     except Exception:
                         length = 0
                 if length:
-                    nonempty[info.key] = (length, info)
+                    nonempty[key] = length
                 elif nonempty:
-                    known = nonempty.get(info.key)
-                    if known is not None and known[1] is info:
-                        del nonempty[info.key]
+                    nonempty.pop(key, None)
             done += len(batch)
             pos += len(batch)
             if pos >= len(order):
@@ -535,49 +655,43 @@ class MailboxTracker:
         self._read_at = pos
         keep = max(LEADERS_MIN, 4 * limit)
         if len(self._nonempty) > keep:  # bounded: the shorter ones wait for the round robin
-            self._nonempty = dict(heapq.nlargest(keep, self._nonempty.items(), key=_length_of_item))
+            self._nonempty = dict(heapq.nlargest(keep, self._nonempty.items(), key=_second))
         out = []
-        for length, info in heapq.nlargest(limit * 2, self._nonempty.values(), key=_first):
-            live = info.live_consumers()
+        for key, length in heapq.nlargest(limit * 2, self._nonempty.items(), key=_second):
+            live = self._live_consumers(key)
             if len(live) == 1:
                 out.append((length, live[0]))
         return out[:limit]
 
-    def _read_length(self, info: QueueInfo) -> None:
-        q = info.ref()
+    def _read_length(self, key: int) -> None:
+        ref = self.queues.get(key)
+        q = ref() if ref is not None else None
         length = 0
-        if q is not None and len(info.consumers) == 1:
+        if q is not None and type(self.consumers.get(key)) is int:
             try:
                 length = len(q._queue)
             except Exception:
                 length = 0
-        key = info.key
         if length:
-            self._nonempty[key] = (length, info)
+            self._nonempty[key] = length
         else:
-            known = self._nonempty.get(key)
-            if known is not None and known[1] is info:
-                del self._nonempty[key]
+            self._nonempty.pop(key, None)
 
     def shared(self) -> list[tuple[QueueInfo, list[Any]]]:
         """Queues with more than one live consumer: they get rows of their own."""
         out = []
         for q_id in list(self.multi):
-            info = self.queues.get(q_id)
-            if info is None or info.ref() is None:
+            info = self._info(q_id)
+            if info is None:
                 continue
-            consumers = info.live_consumers()
+            consumers = self._live_consumers(q_id)
             if len(consumers) > 1:
                 out.append((info, consumers))
         return out
 
 
-def _first(item: tuple[int, Any]) -> int:
-    return item[0]
-
-
-def _length_of_item(item: tuple[int, tuple[int, Any]]) -> int:
-    return item[1][0]
+def _second(item: tuple[int, int]) -> int:
+    return item[1]
 
 
 def _queue_awaited_by(coro: Any) -> Any:
@@ -585,10 +699,22 @@ def _queue_awaited_by(coro: Any) -> Any:
     while coro is not None and depth < _CHAIN_DEPTH:
         code = getattr(coro, "cr_code", None)
         if code is _AQ_GET:
-            frame = coro.cr_frame
-            return frame.f_locals.get("self") if frame is not None else None
+            return _get_self(coro)
         coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
         depth += 1
+    return None
+
+
+def _get_self(coro: Any) -> Any:
+    """The queue a suspended ``asyncio.Queue.get`` coroutine belongs to (its ``self``).
+
+    Read from the coroutine's referents (its locals and value stack: ``self``, the getter
+    future and what it awaits), not from ``cr_frame.f_locals``: that would make a frame
+    object and, on 3.11/3.12, a dict of its locals that stays on the frame as long as the
+    task waits (two GC-tracked objects per idle consumer, made by us)."""
+    for obj in gc.get_referents(coro):
+        if isinstance(obj, asyncio.Queue):
+            return obj
     return None
 
 
