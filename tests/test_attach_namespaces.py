@@ -27,7 +27,7 @@ from vmtop import discovery
 from vmtop.attach.checks import AttachError
 from vmtop.attach.ensure import ensure_agent, existing_agent
 from vmtop.attach.methods import unavailable
-from vmtop.client import AgentClient
+from vmtop.client import AgentClient, NoAgent
 from vmtop.exporter.targets import Targets
 from vmtop.fleet.source import FleetSource
 from vmtop.paths import socket_path
@@ -93,8 +93,11 @@ class Contained:
         pid_namespace: bool = False,
         inner_pid: int | None = None,
         parent: bool = False,
+        inner_uid: int | None = None,
     ) -> None:
         run = 'exec "$0" -c "$1"'
+        if inner_uid is not None:  # a user namespace where our uid is inner_uid (rootless)
+            run = f'exec unshare -U --map-user={inner_uid} --map-group={inner_uid} "$0" -c "$1"'
         if inner_pid is not None:  # the next pid in there is the one asked for
             pid_namespace = True
             run = f'echo {inner_pid - 1} > /proc/sys/kernel/ns_last_pid && "$0" -c "$1"'
@@ -166,8 +169,9 @@ def start(
     pid_namespace: bool = False,
     inner_pid: int | None = None,
     parent: bool = False,
+    inner_uid: int | None = None,
 ) -> Contained:
-    target = Contained(list(mounts), pid_namespace, inner_pid, parent)
+    target = Contained(list(mounts), pid_namespace, inner_pid, parent, inner_uid)
     contained.append(target)
     return target
 
@@ -196,6 +200,17 @@ def test_own_pid_namespace_agent_found_under_its_inner_pid(contained: list[Conta
     with AgentClient(target.pid) as client:
         assert client.snapshot(limit=5).node.pid == 1  # the agent reports its own view
     assert target.echo("inner") == "echo inner"
+
+
+def test_user_namespace_agent_found_under_its_inner_uid(contained: list[Contained]) -> None:
+    # A rootless container: our uid (0) is 1000 in there, so its agent makes /tmp/vmtop-1000.
+    target = start(contained, tmpfs("/tmp"), inner_uid=1000)
+    path = ensure_agent(target.pid, inject=True, yes=True, timeout=15, method="ptrace")
+    assert str(path) == f"/proc/{target.pid}/root/tmp/vmtop-1000/{target.pid}.sock"
+    assert discovery.agent_state(target.pid) == "listening"
+    with AgentClient(target.pid) as client:
+        assert client.snapshot(limit=5).node.pid == target.pid
+    assert target.echo("mapped") == "echo mapped"
 
 
 def test_cli_top_injects_into_a_private_tmp_target(contained: list[Contained]) -> None:
@@ -400,6 +415,20 @@ def test_a_container_pid_that_is_also_a_host_pid_is_counted_once(
         assert procs[host.pid]["agent"] == "-"
         assert Targets([], all_agents=True, report=lambda _: None).wanted().count(target.pid) == 1
         assert host.pid not in Targets([], all_agents=True, report=lambda _: None).wanted()
+        # Nor does a client of host pid N talk to the container's agent.
+        assert existing_agent(host.pid) is None
+        top = subprocess.run(
+            [sys.executable, "-m", "vmtop", "top", str(host.pid), "--once", "--no-inject"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+        )
+        assert top.returncode != 0
+        (line,) = top.stderr.strip().splitlines()
+        assert f"no vmtop agent in pid {host.pid}" in line
+        with pytest.raises(NoAgent, match="is another process's agent socket"):
+            AgentClient(host.pid).connect()
         assert target.echo("one") == "echo one"
     finally:
         host.kill()

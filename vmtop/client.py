@@ -18,6 +18,7 @@ from typing import Any
 
 from vmtop import protocol
 from vmtop._version import __version__
+from vmtop.discovery import belongs_to
 from vmtop.paths import UnsafeDirectory, agent_socket_path, check_dir
 from vmtop.records import KINDS, Snapshot
 
@@ -85,6 +86,8 @@ def agent_socket(pid: int) -> Path:
         raise ClientError(str(exc)) from None
     if not path.exists():
         raise NoAgent(_no_agent(pid))
+    if not belongs_to(pid, where):  # a container's agent with the same pid in there
+        raise NoAgent(f"{path} is another process's agent socket: " + _no_agent(pid))
     return path
 
 

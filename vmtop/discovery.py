@@ -76,6 +76,13 @@ def agent_state(pid: int) -> str:
     return found.state if found is not None else NONE
 
 
+def belongs_to(pid: int, where: AgentLocation) -> bool:
+    """False when the socket at ``where`` (``pid``'s :func:`~vmtop.paths.agent_socket_path`)
+    is there but another process listens on it: a pid namespace's pid ``pid`` sharing our
+    ``/tmp``. True when ``pid`` holds it, nobody does (stale), or its fds are not ours to read."""
+    return _state(pid, where, _Listeners()) != NONE
+
+
 def listening(pids: Iterable[int] | None = None) -> list[int]:
     """The pids of :func:`discover` whose agent listens, sorted."""
     return sorted(pid for pid, found in discover(pids).items() if found.listening)
