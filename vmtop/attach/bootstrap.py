@@ -135,15 +135,18 @@ def import_paths() -> list[str]:
     vmtop's own parent directory (holding ``vmtop/`` and ``profilers/``), then the
     directories of its optional runtime helpers (psutil) when they live elsewhere.
     """
+    import importlib.util
+
     import vmtop
 
     paths = [str(Path(vmtop.__file__).resolve().parent.parent)]
+    # Found, not imported: importing psutil here would add 10-20 ms to an attach.
     try:
-        import psutil
-
-        paths.append(str(Path(psutil.__file__).resolve().parent.parent))
-    except ImportError:
-        pass
+        spec = importlib.util.find_spec("psutil")
+    except (ImportError, ValueError):
+        spec = None
+    if spec is not None and spec.origin:
+        paths.append(str(Path(spec.origin).resolve().parent.parent))
     out: list[str] = []
     for p in paths:
         if p not in out:

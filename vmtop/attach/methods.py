@@ -14,7 +14,7 @@ import shutil
 import time
 from pathlib import Path
 
-from vmtop.attach import gdb_inject, lldb_inject, ptrace_inject, remote_exec
+from vmtop.attach import ptrace_inject
 from vmtop.attach.checks import REMOTE_EXEC_VERSION, AttachError, Target
 
 CHOICES = ("auto", "ptrace", "gdb", "lldb")
@@ -44,6 +44,8 @@ def unavailable(method: str) -> str | None:
     if method == "gdb" and shutil.which("gdb") is None:
         return "gdb is not installed"
     if method == "lldb":
+        from vmtop.attach import lldb_inject  # the fallbacks load only when tried
+
         return lldb_inject.unavailable()
     return None
 
@@ -54,11 +56,17 @@ def run(method: str, target: Target, source: str, deadline: float, status: Path)
     if method == "ptrace":
         return ptrace_inject.inject(target, source, deadline, workdir)
     if method == "lldb":
+        from vmtop.attach import lldb_inject
+
         return lldb_inject.inject(target, source, deadline, workdir)
     if method == "gdb":
         if target.version >= REMOTE_EXEC_VERSION:
             raise AttachError("vmtop's gdb injector is for Python 3.11-3.13")
+        from vmtop.attach import gdb_inject
+
         return gdb_inject.inject(target, source, deadline, status).state
+    from vmtop.attach import remote_exec
+
     return remote_exec.inject(target, source, deadline, status)
 
 

@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
-from vmtop.attach import DEFAULT_TIMEOUT, AttachError, ensure_agent
 from vmtop.cli import options
-from vmtop.cli.consent import terminal_confirm
 from vmtop.cli.errors import CliError
-from vmtop.client import AgentClient, ClientError
-from vmtop.fleet.multi import Fleet
-from vmtop.peek import PeekSource
 from vmtop.records import SCHEMA_VERSION, SORT_KEYS
+
+# The rest is imported where it is used: the injection starts before the views are imported
+# (they load while the first interval runs), and a peek never imports the injector
+# (docs/attach.md, "Attach latency").
 
 
 def register(sub: Any) -> None:
@@ -110,39 +108,23 @@ def parse_kinds(text: str) -> tuple[str, ...]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vmtop.views import fleet_text, top_text
-
     kinds = parse_kinds(args.kinds)
     count = 1 if args.once else args.count
     if args.peek and args.subprocesses:
         raise CliError("--peek shows one process: it cannot be used with --subprocesses")
     if args.group == "coro" and args.subprocesses:
         raise CliError("--group coro shows one process's groups: drop --subprocesses")
-    render: Callable[[Any], str] = fleet_text.render if args.subprocesses else top_text.render
-    if args.group == "coro":
-        render = functools.partial(top_text.render, groups_only=True)
     groups = args.lines if args.group == "coro" else min(args.lines, 10)
-    client: AgentClient | PeekSource | Fleet
-    try:
-        if args.peek:
-            client = PeekSource(args.pid).connect()
-        else:
-            ensure_agent(
-                args.pid,
-                args.inject,
-                args.yes,
-                DEFAULT_TIMEOUT,
-                method=args.method,
-                confirm=terminal_confirm(),
-            )
-            client = Fleet(args.pid) if args.subprocesses else AgentClient(args.pid)
-            client.connect()
-    except (ClientError, AttachError) as exc:
-        raise CliError(str(exc)) from None
+    client = _connect(args)
+    # The first snapshot covers one interval from the hello: the view is imported meanwhile.
+    due = time.monotonic() + args.interval
+    render = _renderer(args)
     shown = 0
+    from vmtop.client import ClientError
+
     try:
         while count is None or shown < count:
-            time.sleep(args.interval)
+            time.sleep(max(0.0, due - time.monotonic()))
             snap = client.snapshot(
                 sort=args.sort,
                 limit=args.lines,
@@ -151,14 +133,10 @@ def run(args: argparse.Namespace) -> int:
                 kinds=kinds,
                 groups=groups,
             )
-            if args.json:
-                sys.stdout.write(json.dumps(snap.to_dict(), default=str) + "\n")
-            else:
-                if shown:
-                    sys.stdout.write("\n")
-                sys.stdout.write(render(snap))
+            sys.stdout.write(render(snap))
             sys.stdout.flush()
             shown += 1
+            due = time.monotonic() + args.interval
     except ClientError as exc:
         raise CliError(str(exc)) from None
     except BrokenPipeError:
@@ -166,3 +144,58 @@ def run(args: argparse.Namespace) -> int:
     finally:
         client.close()
     return 0
+
+
+def _connect(args: argparse.Namespace) -> Any:
+    """The connected source: the agent (injected first when asked), a fleet, or a peek."""
+    from vmtop.attach.checks import AttachError
+    from vmtop.client import ClientError
+
+    try:
+        if args.peek:
+            from vmtop.peek import PeekSource
+
+            return PeekSource(args.pid).connect()
+        from vmtop.attach import DEFAULT_TIMEOUT, ensure_agent
+        from vmtop.cli.consent import terminal_confirm
+
+        ensure_agent(
+            args.pid,
+            args.inject,
+            args.yes,
+            DEFAULT_TIMEOUT,
+            method=args.method,
+            confirm=terminal_confirm(),
+        )
+        if args.subprocesses:
+            from vmtop.fleet.multi import Fleet
+
+            return Fleet(args.pid).connect()
+        from vmtop.client import AgentClient
+
+        return AgentClient(args.pid).connect()
+    except (ClientError, AttachError) as exc:
+        raise CliError(str(exc)) from None
+
+
+def _renderer(args: argparse.Namespace) -> Callable[[Any], str]:
+    """Snapshot -> the text to print: a JSON line, or the table (a blank line before every
+    table but the first)."""
+    if args.json:
+        import json
+
+        return lambda snap: json.dumps(snap.to_dict(), default=str) + "\n"
+    from vmtop.views import fleet_text, top_text
+
+    view: Callable[[Any], str] = fleet_text.render if args.subprocesses else top_text.render
+    if args.group == "coro":
+        view = functools.partial(top_text.render, groups_only=True)
+    first = True
+
+    def text(snap: Any) -> str:
+        nonlocal first
+        out = view(snap) if first else "\n" + view(snap)
+        first = False
+        return out
+
+    return text
