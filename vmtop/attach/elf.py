@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import struct
 from pathlib import Path
+from typing import BinaryIO
 
 PT_LOAD = 1
 SHT_DYNSYM = 11
@@ -30,45 +31,77 @@ def _header(data: bytes) -> tuple[int, int, int, int, int, int, int]:
     return phoff, shoff, phentsize, phnum, shentsize, shnum, shstrndx
 
 
-def first_load_vaddr(data: bytes) -> int:
+def _first_load(data: bytes, phentsize: int, phnum: int) -> int:
     """The virtual address of the first PT_LOAD segment (0 for ordinary shared objects)."""
-    phoff, _, phentsize, phnum, *_ = _header(data)
     for i in range(phnum):
-        p_type, _, _, p_vaddr = struct.unpack_from("<IIQQ", data, phoff + i * phentsize)
+        p_type, _, _, p_vaddr = struct.unpack_from("<IIQQ", data, i * phentsize)
         if p_type == PT_LOAD:
             return int(p_vaddr) & ~0xFFF
     raise ElfError("no loadable segment")
 
 
-def function_symbols(data: bytes, names: set[str]) -> dict[str, int]:
-    """``{name: value}`` for the defined functions among ``names`` (default versions win)."""
-    _, shoff, _, _, shentsize, shnum, _ = _header(data)
-    found: dict[str, int] = {}
-    for i in range(shnum):
-        sh = struct.unpack_from("<IIQQQQIIQQ", data, shoff + i * shentsize)
-        if sh[1] != SHT_DYNSYM:
-            continue
-        offset, size, link, entsize = sh[4], sh[5], sh[6], sh[9] or 24
-        strtab = struct.unpack_from("<IIQQQQIIQQ", data, shoff + link * shentsize)
-        str_off = strtab[4]
-        for j in range(size // entsize):
-            st_name, st_info, _, st_shndx, st_value, _ = struct.unpack_from(
-                "<IBBHQQ", data, offset + j * entsize
-            )
-            if st_shndx == 0 or st_value == 0 or (st_info & 0xF) != STT_FUNC:
-                continue
-            end = data.index(b"\0", str_off + st_name)
-            name = data[str_off + st_name : end].decode("ascii", "replace")
-            if name in names and name not in found:
-                found[name] = int(st_value)
-    return found
+def dynamic_functions(path: str | Path, names: set[str]) -> tuple[dict[str, int], int]:
+    """``({name: value} for the defined functions among names, the first PT_LOAD segment's
+    virtual address)`` of the file at ``path`` (the first entry of the table that defines a
+    name wins).
 
-
-def read(path: str | Path) -> bytes:
+    Only the headers, the dynamic symbol table and its strings are read (about 0.2 MB of
+    libc's 2 MB), and only the wanted names are decoded: under a millisecond, where reading
+    the whole file and decoding every name took 10-20 ms of each attach."""
     try:
-        return Path(path).read_bytes()
+        with open(path, "rb") as f:
+            head = f.read(64)
+            phoff, shoff, phentsize, phnum, shentsize, shnum, _ = _header(head)
+            first = _first_load(_read_at(f, phoff, phentsize * phnum), phentsize, phnum)
+            table = _read_at(f, shoff, shentsize * shnum)
+            found: dict[str, int] = {}
+            for i in range(shnum):
+                sh = struct.unpack_from("<IIQQQQIIQQ", table, i * shentsize)
+                if sh[1] != SHT_DYNSYM:
+                    continue
+                strtab = struct.unpack_from("<IIQQQQIIQQ", table, sh[6] * shentsize)
+                symbols = _read_at(f, sh[4], sh[5])
+                strings = _read_at(f, strtab[4], strtab[5])
+                _scan(symbols, sh[9] or 24, strings, names, found)
     except OSError as exc:
         raise ElfError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except struct.error:
+        raise ElfError(f"{path}: truncated ELF file") from None
+    return found, first
 
 
-__all__ = ["ElfError", "first_load_vaddr", "function_symbols", "read"]
+def _read_at(f: BinaryIO, offset: int, size: int) -> bytes:
+    f.seek(offset)
+    data = f.read(size)
+    if len(data) != size:
+        raise ElfError("truncated ELF file")
+    return data
+
+
+def _scan(
+    symbols: bytes, entsize: int, strings: bytes, names: set[str], found: dict[str, int]
+) -> None:
+    """Add the defined functions among ``names`` in one dynamic symbol table to ``found``.
+
+    A name is looked up in the string table first (each place where ``name\\0`` starts: a
+    string may share its tail with a longer one), so no other symbol's name is decoded."""
+    offsets: dict[int, str] = {}
+    for name in names:
+        key = name.encode() + b"\0"
+        at = strings.find(key)
+        while at != -1:
+            offsets[at] = name
+            at = strings.find(key, at + 1)
+    for j in range(len(symbols) // entsize):
+        st_name, st_info, _, st_shndx, st_value, _ = struct.unpack_from(
+            "<IBBHQQ", symbols, j * entsize
+        )
+        hit = offsets.get(st_name)
+        if hit is None or hit in found:
+            continue
+        if st_shndx == 0 or st_value == 0 or (st_info & 0xF) != STT_FUNC:
+            continue
+        found[hit] = int(st_value)
+
+
+__all__ = ["ElfError", "dynamic_functions"]

@@ -64,9 +64,7 @@ def dl_functions(pid: int, maps: list[Mapping]) -> tuple[int, int]:
         for path in dict.fromkeys(m.path for m in maps if pattern.search(m.path)):
             seen.append(path)
             try:
-                data = elf.read(in_target(pid, path))
-                symbols = elf.function_symbols(data, {"dlopen", "dlerror"})
-                first = elf.first_load_vaddr(data)
+                symbols, first = elf.dynamic_functions(in_target(pid, path), {"dlopen", "dlerror"})
             except elf.ElfError:
                 continue
             if "dlopen" not in symbols:
