@@ -7,14 +7,17 @@ Connects to the target's agent (injecting one first when asked and available), o
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 from vmtop.cli import options
 from vmtop.cli.errors import CliError
-from vmtop.client import AgentClient, ClientError
 
 INJECT_TIMEOUT = 15.0
+IMPORT_SWITCH_INTERVAL = 0.0005  # seconds, while Textual imports on a thread (see run)
 
 
 def register(sub: Any) -> None:
@@ -73,6 +76,8 @@ def connect(args: argparse.Namespace) -> Any:
     """The source the TUI reads: the agent (loaded first if asked and allowed), or peek."""
     if args.peek and args.subprocesses:
         raise CliError("--peek shows one process: it cannot be used with --subprocesses")
+    from vmtop.client import AgentClient, ClientError
+
     if args.peek:
         from vmtop.peek import PeekSource
 
@@ -105,15 +110,49 @@ def connect(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    source = connect(args)
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+    terminal = sys.stdin.isatty() and sys.stdout.isatty()
+    with _tui_imported_meanwhile(terminal):
+        source = connect(args)
+    if not terminal:
         source.close()
         raise CliError(
             "the TUI needs a terminal; for text or JSON use 'vmtop top PID' (--once, --json)"
         )
+    from vmtop.client import ClientError
     from vmtop.tui import run_tui
 
     try:
         return run_tui(args.pid, interval=args.interval, source=source)
     except ClientError as exc:
         raise CliError(str(exc)) from None
+
+
+@contextlib.contextmanager
+def _tui_imported_meanwhile(terminal: bool) -> Iterator[None]:
+    """On a terminal, import the TUI on a thread while the body finds or injects the agent.
+
+    Textual takes ~0.13 s to import and an injection ~0.1 s, during which this thread mostly
+    waits for the target. The modules both sides use (client, records, attach) are imported
+    first, here, so the two threads never import the same module at once; a shorter switch
+    interval meanwhile lets this thread have the GIL back within 0.5 ms when the injector or
+    the agent answers. An import error is raised again by ``run``'s own import.
+    """
+    if not terminal:
+        yield
+        return
+    import vmtop.attach  # noqa: F401
+    import vmtop.client  # noqa: F401
+
+    def load() -> None:
+        with contextlib.suppress(BaseException):
+            import vmtop.tui.app  # noqa: F401
+
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(IMPORT_SWITCH_INTERVAL)
+    thread = threading.Thread(target=load, name="vmtop-import-tui", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        thread.join()
+        sys.setswitchinterval(previous)

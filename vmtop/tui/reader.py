@@ -149,11 +149,16 @@ class SnapshotReader:
         self.paused = False
         self.fetches = 0
         self._cond = threading.Condition()
-        self._wake = True  # the first snapshot is fetched at once
+        self._wake = True  # the first snapshot is fetched at once (see start)
+        self._due = 0.0
         self._stopped = False
         self._thread = threading.Thread(target=self._run, name="vmtop-tui-reader", daemon=True)
 
-    def start(self) -> None:
+    def start(self, now: bool = True) -> None:
+        """Start fetching: the first snapshot at once, or one interval from now when the
+        caller already has it (``now=False``)."""
+        self._wake = now
+        self._due = 0.0 if now else time.monotonic() + self.interval
         self._thread.start()
 
     def update(
@@ -200,7 +205,7 @@ class SnapshotReader:
                 self._cond.wait(None if self.paused else wait)
 
     def _run(self) -> None:
-        due = 0.0
+        due = self._due
         failures = 0
         while (request := self._next(due)) is not None:
             t0 = time.perf_counter()
