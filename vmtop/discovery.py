@@ -43,12 +43,14 @@ class AgentState:
 
 def discover(pids: Iterable[int] | None = None) -> dict[int, AgentState]:
     """The agent state of each of ``pids`` that still runs; with ``None``, every process of
-    this user (real uid) whose agent listens (a process without a listening socket of the
-    right name in its network namespace costs one read of its status and one readlink)."""
+    this user (real uid) whose agent listens (a process in our pid namespace without a
+    listening socket of its name, ``N.sock``, in its network namespace costs two readlinks)."""
     listeners = _Listeners()
     out: dict[int, AgentState] = {}
     me = os.getuid()
     for pid in _all_pids() if pids is None else pids:
+        if pids is None and not listeners.may_listen(pid):
+            continue
         status = _status(pid)
         if status is None:
             continue  # gone, or not a process
@@ -106,6 +108,7 @@ class _Listeners:
     def __init__(self) -> None:
         self._tables: dict[str, dict[str, set[int]]] = {}
         self._basenames: dict[str, set[str]] = {}
+        self._pid_ns = _readlink("/proc/self/ns/pid")
 
     def _namespace(self, pid: int) -> str:
         try:
@@ -120,6 +123,15 @@ class _Listeners:
     def bound(self, pid: int, name: str) -> set[int]:
         """Inodes of the listening sockets bound to ``name`` in ``pid``'s network namespace."""
         return self._tables[self._namespace(pid)].get(name, set())
+
+    def may_listen(self, pid: int) -> bool:
+        """False when ``pid`` surely has no agent: it is numbered as in our pid namespace and
+        no listening socket in its network namespace is named ``PID.sock`` (two readlinks;
+        its status, five times dearer, is read only for the others)."""
+        pid_ns = _readlink(f"/proc/{pid}/ns/pid")
+        if pid_ns is None or pid_ns != self._pid_ns:
+            return True  # unknown, or another numbering: look closer
+        return f"{pid}.sock" in self.basenames(pid)
 
     def basenames(self, pid: int) -> set[str]:
         """The last parts of those names (``N.sock``), to pass over most processes cheaply."""
@@ -163,6 +175,13 @@ def _holds_one_of(pid: int, inodes: set[int]) -> bool | None:
         except OSError:
             continue  # closed meanwhile
     return False
+
+
+def _readlink(path: str) -> str | None:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return None
 
 
 def _all_pids() -> list[int]:
