@@ -269,6 +269,21 @@ def test_quit_detaches(target: subprocess.Popen[str]) -> None:
         assert client.snapshot(limit=1).node.clients == 1
 
 
+def test_the_first_snapshot_is_fetched_before_the_app_runs(target: subprocess.Popen[str]) -> None:
+    # As run_tui does (vmtop attach): the table is filled as the screen first appears, and the
+    # reader's own first fetch waits one interval (60 s here: it never comes in this test).
+    async def main() -> tuple[int, int, int]:
+        app = VmtopApp(AgentClient(target.pid).connect(), pid=target.pid, interval=60.0)
+        app.fetch_first()
+        async with app.run_test(size=(120, 40)):
+            await app.wait_for_snapshot()
+            return app.applied, app.reader.fetches, len(app.table.order)
+
+    applied, fetches, rows = asyncio.run(main())
+    assert (applied, fetches) == (1, 0)
+    assert rows > 0
+
+
 def test_profile_screen_shows_and_exports_a_report(
     target: subprocess.Popen[str], tmp_path: Path
 ) -> None:

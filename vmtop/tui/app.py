@@ -41,7 +41,6 @@ from vmtop.tui.widgets.detail import DetailScreen
 from vmtop.tui.widgets.filter import FilterInput
 from vmtop.tui.widgets.header import NodeHeader, StatusLine
 from vmtop.tui.widgets.help import HelpScreen
-from vmtop.tui.widgets.report import ReportScreen
 from vmtop.tui.widgets.table import ProcessTable
 
 FILTER_DEBOUNCE = 0.3  # seconds of no typing before the filter is sent
@@ -464,6 +463,10 @@ class VmtopApp(App[int]):
         if opener is None:
             self.notify("reports need an agent connection (not --peek)", severity="warning")
             return
+        # Imported on first use: with the job client and the exporters it is 8-15 ms of an
+        # attach's start-up (docs/attach.md, "Attach latency").
+        from vmtop.tui.widgets.report import ReportScreen
+
         self.push_screen(ReportScreen(kind, self.pid, opener, self.report_seconds, task))
 
     async def action_quit(self) -> None:
