@@ -2,6 +2,7 @@
 
     python benchmarks/bench_attach.py [--rounds N] [--quick] [--methods ptrace,gdb] [--pyc]
     python benchmarks/bench_attach.py --hello [--rounds N] [--python PATH]
+    python benchmarks/bench_attach.py --command [--rounds N] [--pyc]
 
 1. **Attach latency, agent present**: ``ensure_agent(pid)`` (finds and probes the socket)
    plus ``AgentClient.connect()`` (hello), median of N runs on one target.
@@ -15,8 +16,6 @@
    the target compiles vmtop's modules at each injection. ``--pyc`` gives them a bytecode
    cache (``PYTHONPYCACHEPREFIX``, filled by a first untimed injection), as an installed
    vmtop has.
-   Then, on another fresh target, the wall time of the whole command ``vmtop top PID
-   --once --json --inject --yes --method M --interval 0.05`` (its own start-up included).
    A third target is an asyncio loop whose one task computes for 1.5 ms between
    ``await asyncio.sleep(0)``: the loop gives the GIL up and takes it back at every
    ``select(0)``, which starves other threads that wait for it the ordinary way.
@@ -25,7 +24,21 @@
    an asyncio task computing 1.5 ms or 20 ms between ``await asyncio.sleep(0)``, and a
    pure-CPU loop that never awaits; ``AgentClient.connect()`` (connect + hello) N times,
    0.1 s apart, median and range.
-4. **Throughput while recorded at 100 Hz**: a CPU-bound target counts loop iterations; each
+4. **The whole command, to its first output** (``--command``, only this part): on a fresh
+   target each run, the wall time from starting the command (``subprocess.Popen``, so the
+   interpreter's own start-up is in it) to the first snapshot in the user's hands:
+   - ``vmtop top PID --once --inject --yes --interval 0.05``: to the first line of the
+     table on its stdout (the table is written at once). The first snapshot covers one
+     interval after the hello (docs/columns.md), 0.05 s here, the smallest allowed;
+   - ``vmtop attach PID --yes`` in a pseudo-terminal (120x40, ``TERM=xterm-256color``): to
+     the first time the screen shows the target's main thread row (``MainThread`` in the
+     terminal output; only a table row names it), i.e. the first frame with the table.
+     Then ``q``.
+   Targets: the idle asyncio loop, the CPU-busy main thread and the 1.5 ms-step loop; each
+   round runs every (command, target) pair in rotating order. With ``--pyc``, the targets and
+   the commands get a bytecode cache (an installed vmtop has one), filled by one untimed run
+   of each command.
+5. **Throughput while recorded at 100 Hz**: a CPU-bound target counts loop iterations; each
    round measures its rate over W seconds plain, while ``vmtop record -r 100`` samples it and
    while bare ``py-spy record -r 100 --format raw`` samples it (the floor: vmtop adds only
    reading and writing after py-spy stops), in rotating order; the window starts 0.5 s after
@@ -173,7 +186,7 @@ HELLO_TARGETS = {
     "pure CPU loop, no awaits": CPU_LOOP,
 }
 AGENT_FIRST = "import sys; sys.path.insert(0, {root!r}); import vmtop.agent; vmtop.agent.start()\n"
-PARTS = ("ensure_agent", "hello", "first snapshot", "total", "command")
+PARTS = ("ensure_agent", "hello", "first snapshot", "total")
 
 
 def hello_latency(tmp: Path, rounds: int, python: str) -> dict[str, list[float]]:
@@ -210,16 +223,6 @@ def first_snapshot(target: Target, method: str) -> dict[str, float]:
     return dict(zip(PARTS[:4], (t1 - t0, t2 - t1, t3 - t2, t3 - t0), strict=True))
 
 
-def command_first_snapshot(target: Target, method: str, env: dict[str, str] | None) -> float:
-    """Wall seconds of ``vmtop top PID --once --json --inject --yes --interval 0.05``: the
-    command's own start, the injection and the first snapshot (one 0.05 s interval)."""
-    cmd = [sys.executable, "-m", "vmtop", "top", str(target.pid), "--once", "--json"]
-    cmd += ["--inject", "--yes", "--method", method, "--interval", "0.05"]
-    t = time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True, env=env, cwd=ROOT)
-    return time.perf_counter() - t
-
-
 def attach_inject(
     tmp: Path, rounds: int, methods: list[str], env: dict[str, str] | None
 ) -> dict[tuple[str, str], dict[str, list[float]]]:
@@ -236,12 +239,102 @@ def attach_inject(
                     out[method, name][part].append(value)
             finally:
                 target.stop()
+    return out
+
+
+COMMANDS = {
+    "top": ["top", "{pid}", "--once", "--inject", "--yes", "--interval", "0.05"],
+    "attach": ["attach", "{pid}", "--yes"],
+}
+TABLE_ROW = b"MainThread"  # the main thread's row: only the table names it
+PTY_SIZE = (40, 120)  # rows, columns
+
+
+def command_output(command: str, pid: int, env: dict[str, str] | None) -> float:
+    """Seconds from starting ``vmtop COMMAND`` on ``pid`` to its first snapshot on screen."""
+    argv = [sys.executable, "-m", "vmtop", *(a.format(pid=pid) for a in COMMANDS[command])]
+    if command == "top":
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=ROOT
+        )
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        elapsed = time.perf_counter() - t0
+        _, err = proc.communicate(timeout=30)
+        if proc.returncode != 0 or not first.startswith(b"vmtop"):
+            raise RuntimeError(f"vmtop top failed: {first!r} {err.decode()[-500:]}")
+        return elapsed
+    return _attach_in_pty(argv, env)
+
+
+def _attach_in_pty(argv: list[str], env: dict[str, str] | None) -> float:
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+
+    env = dict(os.environ if env is None else env, TERM="xterm-256color")
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", *PTY_SIZE, 0, 0))
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        argv, stdin=slave, stdout=slave, stderr=slave, env=env, cwd=ROOT, start_new_session=True
+    )
+    os.close(slave)
+    screen = b""
+    elapsed = None
+    try:
+        while time.perf_counter() - t0 < 30:
+            ready, _, _ = select.select([master], [], [], 1.0)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # the command exited
+                break
+            screen += chunk
+            if TABLE_ROW in screen:
+                elapsed = time.perf_counter() - t0
+                break
+        os.write(master, b"q")
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    if elapsed is None:
+        raise RuntimeError(f"vmtop attach showed no table: {screen[-500:]!r}")
+    return elapsed
+
+
+def command_latency(
+    tmp: Path, rounds: int, env: dict[str, str] | None
+) -> dict[tuple[str, str], list[float]]:
+    """Per (command, target): seconds to the first snapshot on screen, ``rounds`` runs each."""
+    out: dict[tuple[str, str], list[float]] = {(c, t): [] for c in COMMANDS for t in TARGETS}
+    for r in range(rounds):
+        order = list(out)
+        order = order[r % len(order) :] + order[: r % len(order)]  # rotate: no fixed first
+        for command, name in order:
             target = Target(TARGETS[name], tmp, env)
             try:
-                out[method, name]["command"].append(command_first_snapshot(target, method, env))
+                out[command, name].append(command_output(command, target.pid, env))
             finally:
                 target.stop()
     return out
+
+
+def warm_commands(tmp: Path, env: dict[str, str]) -> None:
+    """One untimed run of each command: their modules (and the agent's) get compiled."""
+    for command in COMMANDS:
+        target = Target(IDLE, tmp, env)
+        try:
+            command_output(command, target.pid, env)
+        finally:
+            target.stop()
 
 
 def pyc_env(tmp: Path) -> dict[str, str]:
@@ -307,6 +400,9 @@ def main() -> None:
     parser.add_argument("--pyc", action="store_true", help="targets with a bytecode cache")
     parser.add_argument("--attach-only", action="store_true", help="skip the record part")
     parser.add_argument("--hello", action="store_true", help="only the hello latency part")
+    parser.add_argument(
+        "--command", action="store_true", help="only the whole commands, to their first output"
+    )
     parser.add_argument("--python", default=sys.executable, help="the --hello targets' Python")
     args = parser.parse_args()
     if args.hello:
@@ -328,6 +424,29 @@ def main() -> None:
             ms = [t * 1000 for t in times]
             print(f"| {name} | {statistics.median(ms):.1f} ({min(ms):.1f}-{max(ms):.1f}) |")
         return
+    if args.command:
+        load = os.getloadavg()[0]
+        with tempfile.TemporaryDirectory() as d:
+            tmp = Path(d)
+            env = pyc_env(tmp) if args.pyc else None
+            if env is not None:
+                warm_commands(tmp, env)
+            latency = command_latency(tmp, args.rounds, env)
+        print(
+            f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {load:.1f} "
+            f"before / {os.getloadavg()[0]:.1f} after, {args.rounds} rounds, "
+            f"{'with' if args.pyc else 'without'} a bytecode cache\n"
+        )
+        print(
+            "| target | `vmtop top PID --once --inject --yes -i 0.05`, median s (min-max) "
+            "| `vmtop attach PID --yes`, first table |"
+        )
+        print("| --- | --- | --- |")
+        for name in TARGETS:
+            print(
+                f"| {name} | {summary(latency['top', name])} | {summary(latency['attach', name])} |"
+            )
+        return
     rounds, window = (2, 2.0) if args.quick else (args.rounds, args.window)
     methods = [m for m in args.methods.split(",") if m]
     load = os.getloadavg()[0]
@@ -347,14 +466,14 @@ def main() -> None:
     print(f"| agent present (probe + hello) | {summary(present)} | {len(present)} |")
     print(
         "\n| injection, to the first snapshot | method | total, median s (min-max) "
-        "| ensure_agent | hello | first snapshot | the vmtop top command, median s (min-max) |"
+        "| ensure_agent | hello | first snapshot |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for (method, name), parts in injected.items():
         print(
             f"| {name} | {method} | {summary(parts['total'])} | "
             + " | ".join(f"{statistics.median(parts[p]):.3f}" for p in PARTS[:3])
-            + f" | {summary(parts['command'])} |"
+            + " |"
         )
     if args.attach_only:
         return
