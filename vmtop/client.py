@@ -18,7 +18,7 @@ from typing import Any
 
 from vmtop import protocol
 from vmtop._version import __version__
-from vmtop.discovery import belongs_to
+from vmtop.discovery import LISTENING, STALE, state_at
 from vmtop.paths import UnsafeDirectory, agent_socket_path, check_dir
 from vmtop.records import KINDS, Snapshot
 
@@ -86,7 +86,10 @@ def agent_socket(pid: int) -> Path:
         raise ClientError(str(exc)) from None
     if not path.exists():
         raise NoAgent(_no_agent(pid))
-    if not belongs_to(pid, where):  # a container's agent with the same pid in there
+    state = state_at(pid, where)  # is it pid's own? (a container's pid N shares our /tmp)
+    if state == STALE:
+        raise NoAgent(f"the agent of pid {pid} does not answer (stale socket {path})")
+    if state != LISTENING:
         raise NoAgent(f"{path} is another process's agent socket: " + _no_agent(pid))
     return path
 

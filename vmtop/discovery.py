@@ -15,8 +15,10 @@ socket is the container process's, never host pid 7's, and is counted once.
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from vmtop.paths import AgentLocation, location_from_status
 
@@ -58,7 +60,7 @@ def discover(pids: Iterable[int] | None = None) -> dict[int, AgentState]:
             if _real_uid(status) != me:
                 continue
             inner = (status.get("NSpid") or str(pid)).split()[-1]
-            if f"{inner}.sock" not in listeners.basenames(pid):
+            if not listeners.may_be_named(pid, f"{inner}.sock"):
                 continue
         try:
             where = location_from_status(pid, status)
@@ -78,11 +80,12 @@ def agent_state(pid: int) -> str:
     return found.state if found is not None else NONE
 
 
-def belongs_to(pid: int, where: AgentLocation) -> bool:
-    """False when the socket at ``where`` (``pid``'s :func:`~vmtop.paths.agent_socket_path`)
-    is there but another process listens on it: a pid namespace's pid ``pid`` sharing our
-    ``/tmp``. True when ``pid`` holds it, nobody does (stale), or its fds are not ours to read."""
-    return _state(pid, where, _Listeners()) != NONE
+def state_at(pid: int, where: AgentLocation) -> str:
+    """The state of ``pid``'s agent at ``where`` (its :func:`~vmtop.paths.agent_socket_path`),
+    for a client about to connect: :data:`NONE` when another process listens there (a pid
+    namespace's pid ``pid`` sharing our ``/tmp``), :data:`STALE` when nothing in ``pid``'s
+    network namespace does (a connect there would reach, at best, another namespace's agent)."""
+    return _state(pid, where, _Listeners())
 
 
 def listening(pids: Iterable[int] | None = None) -> list[int]:
@@ -94,6 +97,8 @@ def _state(pid: int, where: AgentLocation, listeners: _Listeners) -> str:
     if not os.path.lexists(where.path):  # False too for a directory we may not read
         return NONE
     inodes = listeners.bound(pid, str(where.theirs))
+    if inodes is None:  # no /proc/PID/net/unix here (a sandbox's /proc): ask the socket
+        return LISTENING if _answers(where.path) else STALE
     if not inodes:
         return STALE
     held = _holds_one_of(pid, inodes)
@@ -102,12 +107,22 @@ def _state(pid: int, where: AgentLocation, listeners: _Listeners) -> str:
     return LISTENING if held else NONE
 
 
+def _answers(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(0.5)
+        try:
+            s.connect(str(path))
+        except OSError:
+            return False
+    return True
+
+
 class _Listeners:
     """Listening Unix sockets by bound name, per network namespace (read once each)."""
 
     def __init__(self) -> None:
-        self._tables: dict[str, dict[str, set[int]]] = {}
-        self._basenames: dict[str, set[str]] = {}
+        self._tables: dict[str, dict[str, set[int]] | None] = {}  # None: unreadable
+        self._basenames: dict[str, set[str] | None] = {}
         self._pid_ns = _readlink("/proc/self/ns/pid")
 
     def _namespace(self, pid: int) -> str:
@@ -116,13 +131,23 @@ class _Listeners:
         except OSError:
             ns = f"pid {pid}"  # unknown: its own table
         if ns not in self._tables:
-            self._tables[ns] = _unix_listeners(pid)
-            self._basenames[ns] = {name.rpartition("/")[2] for name in self._tables[ns]}
+            table = self._tables[ns] = _unix_listeners(pid)
+            self._basenames[ns] = (
+                None if table is None else {name.rpartition("/")[2] for name in table}
+            )
         return ns
 
-    def bound(self, pid: int, name: str) -> set[int]:
-        """Inodes of the listening sockets bound to ``name`` in ``pid``'s network namespace."""
-        return self._tables[self._namespace(pid)].get(name, set())
+    def bound(self, pid: int, name: str) -> set[int] | None:
+        """Inodes of the listening sockets bound to ``name`` in ``pid``'s network namespace
+        (None when its table cannot be read)."""
+        table = self._tables[self._namespace(pid)]
+        return None if table is None else table.get(name, set())
+
+    def may_be_named(self, pid: int, basename: str) -> bool:
+        """Whether a listening socket in ``pid``'s network namespace may end in ``basename``
+        (``N.sock``): False only when its table says not."""
+        names = self._basenames[self._namespace(pid)]
+        return names is None or basename in names
 
     def may_listen(self, pid: int) -> bool:
         """False when ``pid`` surely has no agent: it is numbered as in our pid namespace and
@@ -131,14 +156,10 @@ class _Listeners:
         pid_ns = _readlink(f"/proc/{pid}/ns/pid")
         if pid_ns is None or pid_ns != self._pid_ns:
             return True  # unknown, or another numbering: look closer
-        return f"{pid}.sock" in self.basenames(pid)
-
-    def basenames(self, pid: int) -> set[str]:
-        """The last parts of those names (``N.sock``), to pass over most processes cheaply."""
-        return self._basenames[self._namespace(pid)]
+        return self.may_be_named(pid, f"{pid}.sock")
 
 
-def _unix_listeners(pid: int) -> dict[str, set[int]]:
+def _unix_listeners(pid: int) -> dict[str, set[int]] | None:
     """``/proc/PID/net/unix``: bound name -> inodes of the listening sockets (vmtop's names only:
     every agent path has ``vmtop`` in it)."""
     table: dict[str, set[int]] = {}
@@ -153,8 +174,10 @@ def _unix_listeners(pid: int) -> dict[str, set[int]]:
                     continue
                 name = fields[7].rstrip(b"\n").decode(errors="surrogateescape")
                 table.setdefault(name, set()).add(int(fields[6]))
-    except (OSError, ValueError):
-        pass
+    except OSError:
+        return None
+    except ValueError:
+        pass  # a line we do not understand: what came before stands
     return table
 
 

@@ -1,5 +1,5 @@
 """``vmtop ps``: Python processes of this user as a tree (parent -> workers), their version,
-and whether an agent listens in each."""
+and whether an agent listens in each, in a container too (:mod:`vmtop.discovery`; host pids)."""
 
 from __future__ import annotations
 
