@@ -94,6 +94,7 @@ class Contained:
         inner_pid: int | None = None,
         parent: bool = False,
         inner_uid: int | None = None,
+        network: bool = False,
     ) -> None:
         run = 'exec "$0" -c "$1"'
         if inner_uid is not None:  # a user namespace where our uid is inner_uid (rootless)
@@ -103,6 +104,8 @@ class Contained:
             run = f'echo {inner_pid - 1} > /proc/sys/kernel/ns_last_pid && "$0" -c "$1"'
         script = " && ".join([*mounts, run])
         pid_flags = ["-p", "-f", "--mount-proc"] if pid_namespace else []
+        if network:  # a network namespace of its own (docker's default): other listeners
+            pid_flags.append("-n")
         python = os.path.realpath(sys.executable)  # the venv may be hidden
         host = [sys.executable, "-c", PARENT] if parent else []  # a host process: the venv's
         self.proc = subprocess.Popen(
@@ -170,8 +173,9 @@ def start(
     inner_pid: int | None = None,
     parent: bool = False,
     inner_uid: int | None = None,
+    network: bool = False,
 ) -> Contained:
-    target = Contained(list(mounts), pid_namespace, inner_pid, parent, inner_uid)
+    target = Contained(list(mounts), pid_namespace, inner_pid, parent, inner_uid, network)
     contained.append(target)
     return target
 
@@ -391,8 +395,9 @@ def test_ps_fleet_and_exporter_see_agents_in_containers(contained: list[Containe
         assert target.echo("seen") == "echo seen"
 
 
+@pytest.mark.parametrize("network", [False, True], ids=["host-network", "own-network"])
 def test_a_container_pid_that_is_also_a_host_pid_is_counted_once(
-    contained: list[Contained],
+    contained: list[Contained], network: bool
 ) -> None:
     # A Python process on the host without an agent, and a container process whose pid in
     # its own pid namespace is the same number, sharing the host's /tmp: the container's agent
@@ -402,18 +407,21 @@ def test_a_container_pid_that_is_also_a_host_pid_is_counted_once(
         stdin=subprocess.PIPE,
     )
     try:
-        target = start(contained, inner_pid=host.pid)
+        target = start(contained, inner_pid=host.pid, network=network)
         ensure_agent(target.pid, inject=True, yes=True, timeout=15, method="ptrace")
         shared = Path(f"/tmp/vmtop-0/{host.pid}.sock")
         assert shared.exists()  # the container's socket, in the host's /tmp
 
         agents = discovery.discover([host.pid, target.pid])
         assert agents[target.pid].state == "listening"
-        assert agents[host.pid].state == "-"  # a socket at its path, but not its own
+        # A socket at its path, but not its own; from another network namespace, one that
+        # nothing in the host's listens on.
+        host_state = "stale" if network else "-"
+        assert agents[host.pid].state == host_state
         assert target.pid in discovery.listening() and host.pid not in discovery.listening()
         procs = ps_json()
         assert procs[target.pid]["agent"] == "listening"
-        assert procs[host.pid]["agent"] == "-"
+        assert procs[host.pid]["agent"] == host_state
         assert Targets([], all_agents=True, report=lambda _: None).wanted().count(target.pid) == 1
         assert host.pid not in Targets([], all_agents=True, report=lambda _: None).wanted()
         # Nor does a client of host pid N talk to the container's agent.
@@ -428,7 +436,8 @@ def test_a_container_pid_that_is_also_a_host_pid_is_counted_once(
         assert top.returncode != 0
         (line,) = top.stderr.strip().splitlines()
         assert f"no vmtop agent in pid {host.pid}" in line
-        with pytest.raises(NoAgent, match="is another process's agent socket"):
+        refused = "stale socket" if network else "is another process's agent socket"
+        with pytest.raises(NoAgent, match=refused):
             AgentClient(host.pid).connect()
         assert target.echo("one") == "echo one"
     finally:
