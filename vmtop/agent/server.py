@@ -17,17 +17,19 @@ import struct
 import threading
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from profilers import priority, switching
 from vmtop import protocol
 from vmtop._version import __version__
 from vmtop.agent.collector import Collector
 from vmtop.agent.detail import NotFound, cancel, detail
-from vmtop.agent.jobs import JOB_OPS, JobManager
 from vmtop.agent.loops import LoopTimeout
 from vmtop.agent.snapshot import Session, SnapshotRequest, take_snapshot
 from vmtop.paths import ensure_dir, socket_path
+
+if TYPE_CHECKING:
+    from vmtop.agent.jobs import JobManager
 
 log = logging.getLogger("vmtop.agent")
 
@@ -67,7 +69,7 @@ class AgentThread(threading.Thread):
 class Server:
     def __init__(self, collector: Collector, path: Path | None = None) -> None:
         self.collector = collector
-        self.jobs = JobManager(collector)  # this agent's profiling jobs
+        self._jobs: JobManager | None = None  # this agent's profiling jobs (see jobs)
         self.pid = os.getpid()
         self.path = path or socket_path(self.pid)
         self.sock: socket.socket | None = None
@@ -76,6 +78,17 @@ class Server:
         self.rejected = 0
         self._stop = threading.Event()
         self._lock = threading.Lock()
+
+    @property
+    def jobs(self) -> JobManager:
+        """This agent's profiling jobs, made at the first job request: the jobs package is
+        not imported with the agent (an attach waits for that import; docs/attach.md)."""
+        with self._lock:
+            if self._jobs is None:
+                from vmtop.agent.jobs import JobManager
+
+                self._jobs = JobManager(self.collector)
+            return self._jobs
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
@@ -270,8 +283,9 @@ class Server:
         finally:
             if handshake is not None:
                 handshake.end()
-            with contextlib.suppress(Exception):
-                self.jobs.client_left(id(session))  # its jobs would be orphans
+            if self._jobs is not None:
+                with contextlib.suppress(Exception):
+                    self._jobs.client_left(id(session))  # its jobs would be orphans
             # The hooks come out under the collector's lock, and taking them out gives the GIL
             # up (a lag probe's cancel writes to the loop's pipe): a thread starved there
             # would hold the lock, and the next client's hello, for seconds.
@@ -331,7 +345,7 @@ class Server:
                     return protocol.error(req_id, "bad_request", str(exc)), False
                 snap = take_snapshot(self.collector, session, sreq)
                 return protocol.ok(req_id, snap.to_dict()), False
-            if op in JOB_OPS:
+            if op.startswith("job_"):  # the job ops of protocol.OPS (JobManager.handle)
                 return protocol.ok(req_id, self.jobs.handle(op, args, id(session))), False
             if op in ("detail", "cancel"):
                 key = args.get("key")
