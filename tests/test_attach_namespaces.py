@@ -443,3 +443,4 @@ def test_a_container_pid_that_is_also_a_host_pid_is_counted_once(
     finally:
         host.kill()
         host.wait()
+        Path(f"/tmp/vmtop-0/{host.pid}.sock").unlink(missing_ok=True)  # the target is killed
