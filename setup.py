@@ -19,6 +19,9 @@ setup(
         # listener and client threads (docs/attach.md, "Hello latency"). Without it they wait
         # the ordinary way.
         Extension("profilers._priority", sources=["profilers/_priority.c"], optional=True),
+        # One cProfile call stack per thread on 3.12+ (profilers/calls.py, ThreadCalls;
+        # docs/live-profiles.md). Without it the dispatcher is a slower Python function.
+        Extension("profilers._thread_calls", sources=["profilers/_thread_calls.c"], optional=True),
         # The ptrace injector (x86-64 Linux) and the library it loads into a target
         # (vmtop/attach/; docs/attach.md). Without them attach falls back to gdb or lldb.
         Extension("vmtop.attach._ptrace", sources=["vmtop/attach/_ptrace.c"], optional=True),
