@@ -1,8 +1,12 @@
 """``calls`` jobs: cProfile in the target (CNT / ACC / OWN with callers and callees).
 
 On 3.11 cProfile counts the calls of the thread that enables it, so it is enabled on a loop
-thread (``thread`` picks which); on 3.12+ it counts every thread (``sys.monitoring``). The
-agent's own functions are left out of the result and its wrappers spliced out
+thread (``thread`` picks which). On 3.12+ cProfile runs on ``sys.monitoring``, which reports
+every thread's calls to one profiler with one stack of open calls: the threads' calls get
+mixed up (a loop's functions recorded as called by the agent's parked job thread, and then
+left out as the agent's own work). There :class:`~profilers.calls.ThreadCalls` gives each
+thread its own cProfile (the program's threads, or the one ``thread`` names; never the
+agent's). The agent's own functions are left out of the result and its wrappers spliced out
 (:func:`drop_agent_entries`).
 """
 
@@ -30,16 +34,17 @@ def prepare(job: Job, collector: Collector) -> None:
     if thread is not None and not isinstance(thread, str):
         raise protocol.ProtocolError("bad_request", "'thread' must be a thread name")
     if sys.version_info >= (3, 12):
-        if thread is not None:
-            raise Refused(
-                "on Python 3.12+ cProfile counts calls on every thread at once "
-                "(sys.monitoring): a calls profile cannot be limited to one thread"
-            )
         tool = sys.monitoring.get_tool(sys.monitoring.PROFILER_ID)
         if tool is not None:
             raise Refused(f"a profiler ({tool}) already runs in the target: stop it first")
+        if thread is not None:
+            names = sorted(t.name for t in threading.enumerate() if not _is_agent(t))
+            if thread not in names:
+                raise protocol.ProtocolError(
+                    "not_found", f"no thread named {thread!r} (threads: {names})"
+                )
         job.opts["_loop"] = None
-        job.opts["_scope"] = "all threads"
+        job.opts["_scope"] = "all threads" if thread is None else f"thread {thread}"
         return
     job.opts["_loop"] = loop = _pick_loop(collector, thread)
     from vmtop.agent.loops import LoopTimeout, call_in_loop, loop_thread_name
@@ -111,6 +116,8 @@ def _is_agent(thread: threading.Thread) -> bool:
 
 
 def run(job: Job, collector: Collector) -> Result:
+    if sys.version_info >= (3, 12):
+        return _run_per_thread(job)
     import cProfile
 
     loop = job.opts["_loop"]
@@ -118,7 +125,7 @@ def run(job: Job, collector: Collector) -> Result:
     times: dict[str, float] = {}
 
     def enable() -> None:
-        if loop is not None and sys.getprofile() is not None:
+        if sys.getprofile() is not None:
             raise RuntimeError("a profile hook appeared on the loop thread; not starting")
         times["start"] = time.perf_counter()
         profiler.enable()
@@ -127,27 +134,50 @@ def run(job: Job, collector: Collector) -> Result:
         profiler.disable()
         times["end"] = time.perf_counter()
 
-    if loop is None:
-        enable()
-        job.measuring()
-        try:
-            job.wait()
-        finally:
-            disable()
-    else:
-        from vmtop.agent.loops import call_in_loop
+    from vmtop.agent.loops import call_in_loop
 
-        call_in_loop(loop, enable, ENABLE_TIMEOUT)
-        job.measuring()
-        try:
-            job.wait()
-        finally:
-            _run_on_loop_until_done(job, loop, disable)
+    call_in_loop(loop, enable, ENABLE_TIMEOUT)
+    job.measuring()
+    try:
+        job.wait()
+    finally:
+        _run_on_loop_until_done(job, loop, disable)
     profiler.create_stats()
     raw: PstatsDict = profiler.stats  # type: ignore[attr-defined,assignment,unused-ignore]
     stats = drop_agent_entries(raw)
     duration = times.get("end", time.perf_counter()) - times["start"]
     meta = {"duration": duration, "scope": job.opts["_scope"], "functions": len(stats)}
+    return meta, payloads.encode_pstats(stats)
+
+
+def _run_per_thread(job: Job) -> Result:
+    """3.12+: one cProfile per program thread (or for the thread ``thread`` names), enabled
+    and disabled from the job's thread (``sys.monitoring`` is process-wide)."""
+    from profilers.calls import ThreadCalls
+
+    wanted = job.opts.get("thread")
+
+    def include(thread: threading.Thread | None) -> bool:
+        if thread is not None and _is_agent(thread):
+            return False
+        return wanted is None or (thread is not None and thread.name == wanted)
+
+    recorder = ThreadCalls(include)
+    start = time.perf_counter()
+    recorder.enable()
+    job.measuring()
+    try:
+        job.wait()
+    finally:
+        recorder.disable()
+        end = time.perf_counter()
+    stats = drop_agent_entries(recorder.stats())
+    meta = {
+        "duration": end - start,
+        "scope": job.opts["_scope"],
+        "functions": len(stats),
+        "threads": recorder.thread_names(),
+    }
     return meta, payloads.encode_pstats(stats)
 
 
