@@ -28,12 +28,18 @@ _monitoring: Any = getattr(sys, "monitoring", None)  # 3.12+
 
 
 class CallsRecorder:
-    """Enable/disable cProfile; segments accumulate in one profiler (like ``Profile.enable``)."""
+    """Enable/disable cProfile; segments accumulate in one profiler (like ``Profile.enable``).
+
+    On 3.11 cProfile sees the thread that calls :meth:`start`; on 3.12+ it sees every thread
+    (``sys.monitoring``), each with its own call stack (:class:`ThreadCalls`).
+    """
 
     def __init__(self, hide_files: Collection[str] = ()) -> None:
         self.hide_files = frozenset(os.path.abspath(f) for f in hide_files)
         self.duration = 0.0
-        self._profiler = cProfile.Profile()
+        self._profiler: cProfile.Profile | ThreadCalls = (
+            cProfile.Profile() if _monitoring is None else ThreadCalls()
+        )
         self._running = False
         self._started = 0.0
 
@@ -51,8 +57,11 @@ class CallsRecorder:
 
     def stats(self) -> PstatsDict:
         """The pstats dict (what ``dump_stats`` writes), without the profiler's own entries."""
-        self._profiler.create_stats()
-        raw: PstatsDict = dict(self._profiler.stats)
+        if isinstance(self._profiler, ThreadCalls):
+            raw: PstatsDict = self._profiler.stats()
+        else:
+            self._profiler.create_stats()
+            raw = dict(self._profiler.stats)  # type: ignore[attr-defined,unused-ignore]
         return filter_stats(raw, self.hide_files)
 
 

@@ -150,3 +150,23 @@ def test_refused_while_the_profiler_slot_is_taken(implementation: str) -> None:
         assert sys.monitoring.get_tool(sys.monitoring.PROFILER_ID) == "someone else"
     finally:
         sys.monitoring.free_tool_id(sys.monitoring.PROFILER_ID)
+
+
+def test_repl_calls_profile_keeps_the_threads_apart() -> None:
+    # vmtop.profile(fn, calls=True) on 3.12+ sees the other threads too (sys.monitoring),
+    # each with its own call stack (CallsRecorder uses ThreadCalls).
+    from profilers.profile import profile
+
+    def run() -> None:
+        turn, back = threading.Event(), threading.Event()
+        thread = threading.Thread(target=worker, args=(turn, back, ROUNDS), name="worker")
+        thread.start()
+        for _ in range(ROUNDS):
+            in_main(turn, back)
+        thread.join()
+
+    report = profile(run, calls=True)
+    named = by_name(report.stats)  # type: ignore[union-attr]
+    assert callers(named["in_worker"]) == {"worker": ROUNDS}
+    assert callers(named["in_main"]) == {"run": ROUNDS}
+    assert callers(named["leaf"]) == {"in_main": ROUNDS, "in_worker": 2 * ROUNDS}
