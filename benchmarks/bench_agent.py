@@ -7,7 +7,8 @@ Parts (all by default; ``--parts chain,http,snapshot,hooks`` picks some):
   ``vmtop run`` with no client, (c) under ``vmtop run`` with an ``AgentClient`` attached
   (hello answered, so the hooks are in, before the window starts) refreshing a top-50
   snapshot every second. Ratios b/a, c/a and c/b of items/s and of items per CPU-second
-  of the target (all its threads), paired per round.
+  of the target (all its threads), paired per round. ``--bounded``: the back-pressure
+  variant (``Queue(maxsize=1)``, awaited ``put``, half the queues full).
 * ``http``: realistic, ``workloads/http_server.py`` (asyncio streams, keep-alive) under
   ``workloads/http_load.py`` (K keep-alive connections), same three modes; ratios of the
   responses/s the load generator counted and of responses per server CPU-second.
@@ -27,6 +28,12 @@ Parts (all by default; ``--parts chain,http,snapshot,hooks`` picks some):
   ``workloads/chain_items.py`` at two sizes (deterministic: no noise, no pairing needed).
 * ``snapprofile`` (only when asked): where one snapshot's loop time goes, in this process
   at the largest ``--sizes`` (cProfile, GC paused), right after attach and once settled.
+* ``gccount`` (only when asked): what the agent's bookkeeping adds to the cyclic GC while it
+  discovers a program, counted, not timed: ``many_tasks``' tasks in this process for each
+  ``--sizes``, a Collector attached, top-50 snapshots of every sort on the loop thread until
+  the idle-consumer scan has gone round once ("discovery"), then as many again ("settled");
+  per phase the collections of each generation (``gc.callbacks``) and the GC-tracked
+  objects that remain (``len(gc.get_objects())`` after ``gc.collect()``, by type).
 
 Every timed part is paired and interleaved: each round runs every mode once in a shuffled
 order, ratios are taken within a round, and the figure is the median over the rounds.
@@ -37,6 +44,7 @@ Usage::
     python benchmarks/bench_agent.py --quick         # smoke run (~15 s), same output shape
     python benchmarks/bench_agent.py --json out.json # also write every figure as JSON
     python benchmarks/bench_agent.py --parts snapprofile --sizes 100000
+    python benchmarks/bench_agent.py --parts gccount --sizes 1000,100000
 
 Prints Markdown tables (ready for docs/benchmarks.md) to stdout.
 """
@@ -68,7 +76,7 @@ WORKLOADS = HERE / "workloads"
 MODES = ("plain", "run", "attached")
 SORTS = ("reductions", "mailbox", "memory")
 PARTS = ("chain", "http", "snapshot", "hooks")
-EXTRA_PARTS = ("snapprofile", "instructions")  # on request only: --parts snapprofile
+EXTRA_PARTS = ("snapprofile", "instructions", "gccount")  # on request only: --parts snapprofile
 
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(WORKLOADS))
@@ -82,6 +90,7 @@ class Config:
         self.rounds: int = args.rounds or (1 if quick else 7)
         self.duration: float = args.duration or (1.5 if quick else 3.0)
         self.refresh: float = 1.0 if not quick else 0.2
+        self.bounded: bool = args.bounded
         self.connections: int = args.connections
         self.sizes: list[int] = args.sizes or ([1000] if quick else [1000, 10_000, 100_000])
         self.warmup: int = 1 if quick else 3
@@ -232,7 +241,8 @@ def loadavg() -> float:
 
 # -- part 1: worst case -------------------------------------------------------------------------
 def chain_once(cfg: Config, mode: str) -> dict[str, Any]:
-    cmd = target_cmd(cfg, mode, "queue_chain.py", "--duration", str(cfg.duration))
+    extra = ["--bounded"] if cfg.bounded else []
+    cmd = target_cmd(cfg, mode, "queue_chain.py", "--duration", str(cfg.duration), *extra)
     with child(cmd) as (proc, err):
         ready = read_json(proc, err, "queue_chain.py")
         refresher = Refresher(int(ready["pid"]), cfg.refresh) if mode == "attached" else None
@@ -624,6 +634,72 @@ def bench_snapprofile(cfg: Config) -> dict[str, Any]:
     return asyncio.run(run())
 
 
+def bench_gccount(cfg: Config) -> dict[str, Any]:
+    """GC-tracked objects the agent leaves behind while it discovers ``many_tasks``' tasks,
+    and the collections of each generation meanwhile (counts: no timing, no noise)."""
+    import collections
+    import gc
+
+    from many_tasks import busy, idle
+
+    from vmtop.agent.collector import Collector
+    from vmtop.agent.snapshot import Session, SnapshotRequest, take_snapshot
+
+    def census() -> tuple[int, collections.Counter[str]]:
+        gc.collect()
+        objs = gc.get_objects()
+        return len(objs), collections.Counter(type(o).__name__ for o in objs)
+
+    async def one(n: int) -> dict[str, Any]:
+        tasks = [asyncio.create_task(idle(asyncio.Queue())) for _ in range(n)]
+        tasks += [asyncio.create_task(busy(asyncio.Queue())) for _ in range(10)]
+        await asyncio.sleep(0.5)
+        collector = Collector()
+        collector.attach()
+        session = Session()
+        take_snapshot(collector, session, SnapshotRequest())  # imports, first loop scan
+        out: dict[str, Any] = {"tasks": n}
+        full: list[int] = []
+
+        def on_gc(phase: str, info: dict[str, Any]) -> None:
+            if phase == "stop":
+                full.append(info["generation"])
+
+        try:
+            snaps = 0
+            for phase in ("discovery", "settled"):
+                count0, types0 = census()
+                del full[:]
+                gc.callbacks.append(on_gc)
+                try:
+                    target = snaps * 2 if phase == "settled" else 0
+                    while (
+                        collector.scan_cursor < n + 10 if phase == "discovery" else snaps < target
+                    ) and snaps < 10_000:
+                        sort = (*SORTS, "time")[snaps % (len(SORTS) + 1)]
+                        take_snapshot(collector, session, SnapshotRequest(sort=sort))
+                        snaps += 1
+                        await asyncio.sleep(0.001)
+                finally:
+                    gc.callbacks.remove(on_gc)
+                count1, types1 = census()
+                grown = {k: types1[k] - types0.get(k, 0) for k in types1}
+                out[phase] = {
+                    "snapshots": snaps,
+                    "collections": [full.count(g) for g in range(3)],
+                    "tracked_grown": count1 - count0,
+                    "by_type": dict(sorted(grown.items(), key=lambda kv: -kv[1])[:6]),
+                }
+        finally:
+            collector.detach()
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        return out
+
+    return {"sizes": {str(n): asyncio.run(one(n)) for n in cfg.sizes}}
+
+
 def bench_hooks(cfg: Config) -> dict[str, Any]:
     """queue_chain in this process under each hook set: CPU ns per item (thread CPU)."""
     import asyncio.events
@@ -903,6 +979,23 @@ def print_tables(res: dict[str, Any]) -> None:
                 fns = "; ".join(f"{r['function']} {r['own_ms']:.0f}" for r in d["top"][:4])
                 print(f"| {phase} | {sort} | {d['loop_time_ms']:.0f} | {d['cpu_ms']:.0f} | {fns} |")
         print()
+    if "gccount" in res:
+        print(
+            "### In process: GC-tracked objects the agent leaves while it discovers "
+            "many_tasks (counts)\n"
+        )
+        print("| tasks | phase | snapshots | collections gen 0/1/2 | tracked objects grown |")
+        print("|---|---|---|---|---|")
+        for n, d in res["gccount"]["sizes"].items():
+            for phase in ("discovery", "settled"):
+                p = d[phase]
+                kinds = ", ".join(f"{k} {v:+,}" for k, v in p["by_type"].items() if v > 0)
+                print(
+                    f"| {int(n):,} | {phase} | {p['snapshots']} | "
+                    + "/".join(str(c) for c in p["collections"])
+                    + f" | {p['tracked_grown']:+,} ({kinds}) |"
+                )
+        print()
     if "instructions" in res:
         ins = res["instructions"]
         small, large = ins["items"]
@@ -941,6 +1034,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=0, help="rounds of chain/http (default 7)")
     p.add_argument("--duration", type=float, default=0.0, help="measured window (default 3 s)")
     p.add_argument("--connections", type=int, default=16, help="HTTP keep-alive connections")
+    p.add_argument("--bounded", action="store_true", help="chain: Queue(maxsize=1) and awaited put")
     p.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=None)
     p.add_argument("--python", default=sys.executable, help="interpreter of the targets")
     p.add_argument("--seed", type=int, default=int(time.time()) % 100_000)
@@ -978,6 +1072,7 @@ def main(argv: list[str] | None = None) -> int:
         "snapshot": bench_snapshot,
         "snapprofile": bench_snapprofile,
         "instructions": bench_instructions,
+        "gccount": bench_gccount,
     }
     for part in parts:
         if part == "hooks":

@@ -5,9 +5,14 @@ waits in ``Queue.get``, does a tiny bit of work and ``put_nowait``s the item to 
 stage, so every hand-off is exactly one task step of a few µs: almost all the time is asyncio
 machinery, which is what the agent's hooks wrap.
 
+``--bounded``: the issue's back-pressure case instead. Every queue is ``Queue(maxsize=1)`` and
+a stage ``await``s its ``put``; each ring carries ``stages // 2`` items, so half the queues are
+full and a stage often waits in ``put`` as well as in ``get`` (a hand-off wakes a getter and a
+putter: more steps and more future callbacks per item than the unbounded rings).
+
 Usage::
 
-    python benchmarks/workloads/queue_chain.py [--duration 3] [--rings 100] [--stages 10]
+    python benchmarks/workloads/queue_chain.py [--duration 3] [--rings 100] [--stages 10] [--bounded]
     python -m vmtop run -q benchmarks/workloads/queue_chain.py ...
 
 Prints ``{"ready": true, ...}`` once every task waits, then waits for a line ``go`` on stdin
@@ -41,15 +46,31 @@ async def stage(inbox: asyncio.Queue[int], outbox: asyncio.Queue[int], count: Co
         outbox.put_nowait(item + 1)
 
 
-def build(rings: int, stages: int, count: Counter) -> list[asyncio.Task[None]]:
-    """Create the rings on the running loop; each ring's first queue holds one item."""
+async def bounded_stage(
+    inbox: asyncio.Queue[int], outbox: asyncio.Queue[int], count: Counter
+) -> None:
+    while True:
+        item = await inbox.get()
+        count.n += 1
+        await outbox.put(item + 1)
+
+
+def build(
+    rings: int, stages: int, count: Counter, bounded: bool = False
+) -> list[asyncio.Task[None]]:
+    """Create the rings on the running loop. Unbounded: each ring's first queue holds one
+    item. Bounded: ``Queue(maxsize=1)`` everywhere and every other queue holds an item."""
     tasks = []
+    body = bounded_stage if bounded else stage
     for r in range(rings):
-        queues: list[asyncio.Queue[int]] = [asyncio.Queue() for _ in range(stages)]
+        queues: list[asyncio.Queue[int]] = [
+            asyncio.Queue(maxsize=1 if bounded else 0) for _ in range(stages)
+        ]
         for s in range(stages):
-            coro = stage(queues[s], queues[(s + 1) % stages], count)
+            coro = body(queues[s], queues[(s + 1) % stages], count)
             tasks.append(asyncio.create_task(coro, name=f"ring{r}-stage{s}"))
-        queues[0].put_nowait(0)
+        for s in range(0, stages, 2) if bounded else (0,):
+            queues[s].put_nowait(0)
     return tasks
 
 
@@ -89,7 +110,7 @@ async def wait_for_go() -> None:
 
 async def main(args: argparse.Namespace) -> None:
     count = Counter()
-    tasks = build(args.rings, args.stages, count)
+    tasks = build(args.rings, args.stages, count, args.bounded)
     await asyncio.sleep(0.1)  # the rings run (and warm up) from here on
     print(json.dumps({"ready": True, "pid": os.getpid(), "tasks": len(tasks)}), flush=True)
     await wait_for_go()
@@ -110,6 +131,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=3.0)
     p.add_argument("--rings", type=int, default=100)
     p.add_argument("--stages", type=int, default=10)
+    p.add_argument("--bounded", action="store_true", help="Queue(maxsize=1), awaited put")
     return p.parse_args(argv)
 
 
