@@ -83,25 +83,29 @@ def _scan(
 ) -> None:
     """Add the defined functions among ``names`` in one dynamic symbol table to ``found``.
 
-    A name is looked up in the string table first (each place where ``name\\0`` starts: a
-    string may share its tail with a longer one), so no other symbol's name is decoded."""
-    offsets: dict[int, str] = {}
+    Nothing is decoded: each name is looked up in the string table (every place where
+    ``name\\0`` starts: a string may share its tail with a longer one), then each such
+    offset among the entries' ``st_name`` fields (a byte search, kept when it falls at the
+    start of an entry). Of the entries that define a function, the first in the table wins.
+    """
+    hits: list[tuple[int, str, int]] = []  # (entry offset, name, value)
     for name in names:
         key = name.encode() + b"\0"
         at = strings.find(key)
         while at != -1:
-            offsets[at] = name
+            field = struct.pack("<I", at)
+            entry = symbols.find(field)
+            while entry != -1:
+                if entry % entsize == 0:
+                    _, st_info, _, st_shndx, st_value, _ = struct.unpack_from(
+                        "<IBBHQQ", symbols, entry
+                    )
+                    if st_shndx != 0 and st_value != 0 and (st_info & 0xF) == STT_FUNC:
+                        hits.append((entry, name, int(st_value)))
+                entry = symbols.find(field, entry + 1)
             at = strings.find(key, at + 1)
-    for j in range(len(symbols) // entsize):
-        st_name, st_info, _, st_shndx, st_value, _ = struct.unpack_from(
-            "<IBBHQQ", symbols, j * entsize
-        )
-        hit = offsets.get(st_name)
-        if hit is None or hit in found:
-            continue
-        if st_shndx == 0 or st_value == 0 or (st_info & 0xF) != STT_FUNC:
-            continue
-        found[hit] = int(st_value)
+    for _, name, value in sorted(hits):
+        found.setdefault(name, value)
 
 
 __all__ = ["ElfError", "dynamic_functions"]
