@@ -544,7 +544,9 @@ set_type_attr(PyObject *Py_UNUSED(module), PyObject *args)
  * collector has nothing to find through it, and clearing it when obj goes does not need the
  * GC (it is on obj's list of weak references). mailbox.py keeps one per queue and consumer
  * in dicts keyed by id(): 100k of them, tracked, made every full collection walk 100k more
- * objects and pushed the program into full collections it would not have had. */
+ * objects and pushed the program into full collections it would not have had.
+ * Only without a callback: the collector moves a reference whose callback it must call
+ * through its own lists (handle_weakrefs), which an untracked object is not on. */
 static PyObject *
 untracked_ref(PyObject *Py_UNUSED(module), PyObject *obj)
 {
