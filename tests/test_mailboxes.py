@@ -426,3 +426,56 @@ def test_the_tracker_adds_no_gc_tracked_object_per_queue_or_task(
         assert grown < n // 10, grown
     else:  # plain weak references: to each queue, each consumer, what a scanned task awaits
         assert grown <= 5 * n + n // 10, grown
+
+
+class _Consumer:
+    """A live consumer (``done()`` is False) that the test frees at will."""
+
+    def done(self) -> bool:
+        return False
+
+
+def test_an_id_reused_by_a_new_queue_or_consumer_starts_afresh() -> None:
+    # The tracker keeps ids, so a freed queue's or consumer's id, handed to a new object, must
+    # not carry the old one's consumers or queues over. CPython's allocator gives a freed
+    # block back to the next object of its size: the loops meet reuse at once, and a run
+    # where it never happens fails (``reused``) rather than passing unchecked.
+    tracker = mailbox.MailboxTracker()
+    reused = [0, 0]
+    for _ in range(50):
+        old_q, old_c = asyncio.Queue[int](), _Consumer()
+        with tracker._lock:
+            tracker._add(old_q, old_c)
+        key = id(old_q)
+        del old_q
+        q, c = asyncio.Queue[int](), _Consumer()
+        q.put_nowait(1)
+        if id(q) == key:
+            reused[0] += 1
+            with tracker._lock:
+                tracker._add(q, c)
+            assert tracker.consumer_ids(key) == [id(c)] and key not in tracker.multi
+            assert tracker.mailbox_of(c) == 1 and tracker.mailbox_of(old_c) is None
+        del q, c, old_c
+    kept = []
+    for _ in range(50):
+        first = asyncio.Queue[int]()
+        first.put_nowait(1)
+        gone = _Consumer()
+        with tracker._lock:
+            tracker._add(first, gone)
+        cid = id(gone)
+        del gone
+        c = _Consumer()
+        if id(c) == cid:
+            reused[1] += 1
+            assert tracker.mailbox_of(c) is None  # the gone consumer's queue is not its
+            second = asyncio.Queue[int]()
+            with tracker._lock:
+                tracker._add(second, c)
+            assert [i.queue() for i in tracker.queues_of(c)] == [second]
+            assert tracker.consumer_ids(id(first)) == []
+            kept.append(second)
+        kept.append(first)
+        del c
+    assert reused[0] > 0 and reused[1] > 0, reused
