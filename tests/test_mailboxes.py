@@ -363,7 +363,11 @@ def test_collected_queues_go_in_bounded_steps() -> None:
         tracker.forget_dead(seconds=0.0)
     assert 0 < len(tracker.queues) <= mailbox.FORGET_BATCH
     tracker.forget_dead(seconds=0.0)
-    assert tracker.queues == {} and tracker.by_consumer == {} and tracker._order == []
+    assert (
+        tracker.queues == {}
+        and tracker.by_consumer == {}
+        and tracker._order == [] == tracker._order_refs
+    )
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -456,6 +460,11 @@ def test_an_id_reused_by_a_new_queue_or_consumer_starts_afresh() -> None:
                 tracker._add(q, c)
             assert tracker.consumer_ids(key) == [id(c)] and key not in tracker.multi
             assert tracker.mailbox_of(c) == 1 and tracker.mailbox_of(old_c) is None
+            for _ in range(2):  # a whole pass: the key's round-robin reference is the new one
+                tracker.forget_dead(seconds=1.0)
+            assert tracker._order_refs[tracker._order.index(key)]() is q
+            tracker._read_at = 0
+            assert tracker.longest(5, seconds=1.0) == [(1, c)]
         del q, c, old_c
     kept = []
     for _ in range(50):

@@ -212,8 +212,11 @@ class MailboxTracker:
         self._waiters: dict[int, Any] = {}  # id(task) -> weak reference to its waiter
         self._in_get: dict[int, int] = {}  # id(task) -> id(queue)
         # Every key of ``queues`` once, in no order: what the round robins walk, with a
-        # cursor each, instead of copying ``queues`` (100k entries: 5-10 ms of loop time).
+        # cursor each, instead of copying ``queues`` (100k entries: 5-10 ms of loop time);
+        # beside it, each one's weak reference (the newer one in ``queues`` replaces it when
+        # forget_dead finds it dead): the length round robin reads no dict for an empty queue.
         self._order: list[int] = []
+        self._order_refs: list[Any] = []
         self._read_at = 0  # where longest() reads lengths next
         self._forget_at = 0  # where forget_dead() looks next
         self._nonempty: dict[int, int] = {}  # queue key -> last length read (the leaders)
@@ -381,6 +384,7 @@ class MailboxTracker:
                 return
             if ref is None:
                 self._order.append(key)
+                self._order_refs.append(new)
             else:  # a collected queue's id, now another queue's: the old one's entries go
                 self._clear_queue(key)
             self.queues[key] = new
@@ -497,6 +501,7 @@ class MailboxTracker:
         full walk of 100k queues held the loop ~50 ms)."""
         deadline = time.perf_counter() + seconds
         order = self._order
+        refs = self._order_refs
         queues = self.queues
         multi = self.multi
         with self._lock:
@@ -505,14 +510,18 @@ class MailboxTracker:
             while i < len(order) and (first or time.perf_counter() < deadline):
                 first = False
                 end = min(i + FORGET_BATCH, len(order))
-                batch = order[i:end]
                 dead = []
-                for key in batch:
-                    ref = queues.get(key)
-                    if ref is None or ref() is None:
-                        dead.append(key)
-                        self._forget_queue(key)
-                    elif key in multi:
+                for j in range(i, end):
+                    key = order[j]
+                    if refs[j]() is None:
+                        current = queues.get(key)
+                        if current is not None and current() is not None:
+                            refs[j] = current  # its id went to a newer queue
+                        else:
+                            dead.append(key)
+                            self._forget_queue(key)
+                            continue
+                    if key in multi:
                         # Consumers that ended: a queue that outlives many (a task per
                         # request) would keep one entry for each. A queue's only consumer
                         # stays until the queue goes: one entry per queue at most.
@@ -522,14 +531,16 @@ class MailboxTracker:
                     i = end
                     continue
                 gone = set(dead)
-                kept = [key for key in batch if key not in gone]
+                kept = [j for j in range(i, end) if order[j] not in gone]
+                kept_keys = [order[j] for j in kept]
+                kept_refs = [refs[j] for j in kept]
                 r = len(dead)
                 if len(order) - end >= r:  # the last r fill the gap: looked at next
-                    tail = order[-r:]
-                    del order[-r:]
-                    order[i:end] = kept + tail
-                else:
-                    order[i:end] = kept
+                    kept_keys += order[-r:]
+                    kept_refs += refs[-r:]
+                    del order[-r:], refs[-r:]
+                order[i:end] = kept_keys
+                refs[i:end] = kept_refs
                 i += len(kept)
             self._forget_at = i
         if len(self._waiters) > 4 * max(1024, len(self.queues)):
@@ -623,33 +634,37 @@ class MailboxTracker:
         for key in list(self._nonempty):  # the leaders: read again
             self._read_length(key)
         order = self._order
+        refs = self._order_refs
         n = len(order)
         deadline = time.perf_counter() + seconds
         pos = self._read_at if self._read_at < n else 0
         nonempty = self._nonempty
         done = 0
         while done < n and time.perf_counter() < deadline:
-            batch = order[pos : pos + min(LENGTH_BATCH, n - done)]
-            if not batch:  # past the end (the list shrank meanwhile): wrap
+            end = pos + min(LENGTH_BATCH, n - done)
+            keys = order[pos:end]
+            if not keys:  # past the end (the list shrank meanwhile): wrap
                 if pos == 0:
                     break
                 pos = 0
                 continue
-            for key in batch:  # _read_length, inlined: the hot loop of a mailbox sort
-                ref = queues.get(key)
-                q = ref() if ref is not None else None
-                length = 0
-                if q is not None and type(consumers.get(key)) is int:
-                    try:
-                        length = len(q._queue)
-                    except Exception:
-                        length = 0
-                if length:
+            for key, ref in zip(keys, refs[pos:end], strict=False):
+                # _read_length, inlined: the hot loop of a mailbox sort (no dict read for
+                # an empty queue). A dead reference is forget_dead's to sort out (its id may
+                # be a newer queue's already: that one was read when found).
+                q = ref()
+                if q is None:
+                    continue
+                try:
+                    length = len(q._queue)
+                except Exception:
+                    length = 0
+                if length and type(consumers.get(key)) is int:
                     nonempty[key] = length
                 elif nonempty:
                     nonempty.pop(key, None)
-            done += len(batch)
-            pos += len(batch)
+            done += len(keys)
+            pos += len(keys)
             if pos >= len(order):
                 pos = 0
         self._read_at = pos
