@@ -20,7 +20,7 @@ import pytest
 
 from tests.agent_helpers import Target, vmtop_cmd
 from vmtop.agent import mailbox
-from vmtop.agent.step_hooks import HOOK_ENV
+from vmtop.agent.step_hooks import HOOK_ENV, c_hook_available
 from vmtop.client import AgentClient
 from vmtop.records import ProcessRow, Snapshot
 
@@ -488,3 +488,28 @@ def test_an_id_reused_by_a_new_queue_or_consumer_starts_afresh() -> None:
         kept.append(first)
         del c
     assert reused[0] > 0 and reused[1] > 0, reused
+
+
+def test_an_untracked_reference_is_cleared_when_its_object_dies_in_a_cycle() -> None:
+    # The tracker's weak references leave the GC (_hooks.untracked_ref); the objects they
+    # refer to are often freed by it (a task and the future it waits on are a cycle). Such a
+    # reference must be cleared like any other, and others' callbacks still run.
+    assert c_hook_available(), "pip install -e . should have compiled the C hooks"
+    from vmtop.agent._hooks import untracked_ref
+
+    class Node:
+        other: Any = None
+
+    called: list[str] = []
+    a, b = Node(), Node()
+    a.other, b.other = b, a
+    refs = [untracked_ref(a), untracked_ref(b)]
+    theirs = weakref.ref(a, lambda _: called.append("callback"))
+    assert [gc.is_tracked(r) for r in refs] == [False, False] and refs[0]() is a
+    assert weakref.ref(b) is refs[1]  # the shared plain reference (it refers to nothing strongly)
+    with pytest.raises(TypeError):
+        untracked_ref(1)
+    del a, b
+    gc.collect()
+    assert [r() for r in refs] == [None, None] and theirs() is None
+    assert called == ["callback"]
