@@ -34,7 +34,8 @@
      the first time the screen shows the target's main thread row (``MainThread`` in the
      terminal output; only a table row names it), i.e. the first frame with the table.
      Then ``q``.
-   Targets: the idle asyncio loop, the CPU-busy main thread and the 1.5 ms-step loop; each
+   Targets: the idle asyncio loop, the CPU-busy main thread and the 1.5 ms-step loop, and an
+   idle loop whose agent was injected before (no injection: the command's own start); each
    round runs every (command, target) pair in rotating order. With ``--pyc``, the targets and
    the commands get a bytecode cache (an installed vmtop has one), filled by one untimed run
    of each command.
@@ -246,6 +247,7 @@ COMMANDS = {
     "top": ["top", "{pid}", "--once", "--inject", "--yes", "--interval", "0.05"],
     "attach": ["attach", "{pid}", "--yes"],
 }
+PRESENT = "idle asyncio loop, agent already there"  # no injection: the command's own start
 TABLE_ROW = b"MainThread"  # the main thread's row: only the table names it
 PTY_SIZE = (40, 120)  # rows, columns
 
@@ -314,13 +316,16 @@ def command_latency(
     tmp: Path, rounds: int, env: dict[str, str] | None
 ) -> dict[tuple[str, str], list[float]]:
     """Per (command, target): seconds to the first snapshot on screen, ``rounds`` runs each."""
-    out: dict[tuple[str, str], list[float]] = {(c, t): [] for c in COMMANDS for t in TARGETS}
+    names = [*TARGETS, PRESENT]
+    out: dict[tuple[str, str], list[float]] = {(c, t): [] for c in COMMANDS for t in names}
     for r in range(rounds):
         order = list(out)
         order = order[r % len(order) :] + order[: r % len(order)]  # rotate: no fixed first
         for command, name in order:
-            target = Target(TARGETS[name], tmp, env)
+            target = Target(TARGETS.get(name, IDLE), tmp, env)
             try:
+                if name == PRESENT:  # the command's own start: nothing to inject
+                    ensure_agent(target.pid, inject=True, yes=True, progress=lambda m: None)
                 out[command, name].append(command_output(command, target.pid, env))
             finally:
                 target.stop()
@@ -442,7 +447,7 @@ def main() -> None:
             "| `vmtop attach PID --yes`, first table |"
         )
         print("| --- | --- | --- |")
-        for name in TARGETS:
+        for name in [*TARGETS, PRESENT]:
             print(
                 f"| {name} | {summary(latency['top', name])} | {summary(latency['attach', name])} |"
             )
