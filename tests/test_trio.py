@@ -114,15 +114,23 @@ def test_vmtop_top_shows_trio_rows(target: Target) -> None:
 def test_blocking_call_shows_in_the_runs_lag(target: Target) -> None:
     with AgentClient(target.pid) as client:
         first = client.snapshot(limit=1)
+        # The probe is a system task the attach spawns: block only once it has ticked.
+        deadline = time.monotonic() + 10
+        while _trio_loop(first).lag_p50 is None:
+            assert time.monotonic() < deadline, "the lag probe never ticked"
+            time.sleep(0.05)
+            first = client.snapshot(limit=1)
         target.send("block 0.3")
         target.read_until("blocked")
-        # The probe wakes at most 25 ms after the block ends: wait until it has noted it.
+        # The probe wakes at most 25 ms after the block ends: wait until it has noted it
+        # (not merely any new maximum: a lag of a few ms before the block is one too).
         snap = client.snapshot(limit=1)
         deadline = time.monotonic() + 10
-        while _trio_loop(snap).lag_max_total == _trio_loop(first).lag_max_total:
+        while (_trio_loop(snap).lag_max_total or 0.0) < 0.25:
             assert time.monotonic() < deadline, "the lag probe noted nothing"
             time.sleep(0.05)
             snap = client.snapshot(limit=1)
+    assert (_trio_loop(first).lag_max_total or 0.0) < 0.25  # the block's, not an older lag
     loop = _trio_loop(snap)
     assert loop.lag_max is not None and loop.lag_max >= 0.25
 

@@ -1,5 +1,5 @@
-"""An asyncio program whose one task computes for 1.5 ms between ``await asyncio.sleep(0)``
-(tests/test_priority.py). The loop then gives the GIL up and takes it back at every
+"""An asyncio program whose one task computes for 1.5 ms (or ``argv[2]`` seconds) between
+``await asyncio.sleep(0)`` (tests/test_priority.py). The loop then gives the GIL up and takes it back at every
 select(0), faster than a waiting thread's switch interval: the case that starved the agent.
 
 Run it with ``vmtop run`` (the agent is there from the start). It prints "ready" and counts
@@ -22,16 +22,17 @@ def spin(seconds):
         pass
 
 
-async def main(counter):
+async def main(counter, step):
     steps = 0
     print("ready", flush=True)
     while True:
         steps += 1
         counter[0:8] = struct.pack("<Q", steps)
-        spin(STEP)
+        spin(step)
         await asyncio.sleep(0)
 
 
 if __name__ == "__main__":
     with open(sys.argv[1], "r+b") as f:
-        asyncio.run(main(mmap.mmap(f.fileno(), 8)))
+        step = float(sys.argv[2]) if len(sys.argv) > 2 else STEP
+        asyncio.run(main(mmap.mmap(f.fileno(), 8), step))

@@ -11,6 +11,8 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
+from profilers import priority
+
 T = TypeVar("T")
 
 
@@ -111,6 +113,7 @@ def call_in_loop(loop: asyncio.AbstractEventLoop, fn: Callable[[], T], timeout: 
     if loop_thread_id(loop) == threading.get_ident():
         return fn()
     future: concurrent.futures.Future[T] = concurrent.futures.Future()
+    wake = priority.waker()  # held by run() until it has set it: never a closed descriptor
 
     def run() -> None:
         if not future.set_running_or_notify_cancel():
@@ -119,10 +122,13 @@ def call_in_loop(loop: asyncio.AbstractEventLoop, fn: Callable[[], T], timeout: 
             future.set_result(fn())
         except BaseException as exc:  # reported to the caller, never raised into the loop
             future.set_exception(exc)
+        if wake is not None:
+            wake.set()
 
     handle = loop.call_soon_threadsafe(run)
     try:
-        return future.result(timeout)
+        # The loop's own work runs at full speed meanwhile; the answer is taken ahead of it.
+        return priority.wait_future(future, wake, timeout)
     except concurrent.futures.TimeoutError:
         if future.cancel():
             handle.cancel()

@@ -44,6 +44,9 @@ BATCH_BELOW = 4096  # only replies smaller than this wait for others
 # GIL switch interval while a request is served (the program's own, 5 ms by default, comes
 # back after): hello and a snapshot take 10-50 ms instead of 1-3 s when its threads are busy.
 REQUEST_SWITCH_INTERVAL = 0.0005
+# How long in all the main thread makes way per request (outside the waits for its loop's
+# work); past it the GIL goes the ordinary way.
+REQUEST_URGENT_LIMIT = 0.1
 # The most the main thread makes way for one hello: the first one sets the hooks up and
 # imports what they need (0.1-0.25 s seen without a bytecode cache); past it the GIL goes the
 # ordinary way, which behind a loop of 1-2 ms steps means seconds (profilers/priority.py).
@@ -244,7 +247,14 @@ class Server:
                 buf += chunk
                 # Each system call here gives the GIL up; while the program's threads are busy,
                 # taking it back waits a whole switch interval (5 ms): ask for a shorter one.
-                with switching.shorter_switch_interval(REQUEST_SWITCH_INTERVAL):
+                # Behind an event loop whose iterations are shorter than that interval it would
+                # wait seconds (each select(0) restarts CPython's clock): the main thread makes
+                # way while the request is served, except while the agent waits for the loop's
+                # own work (loops.call_in_loop pauses the section; priority.py).
+                with (
+                    switching.shorter_switch_interval(REQUEST_SWITCH_INTERVAL),
+                    priority.urgent(REQUEST_URGENT_LIMIT),
+                ):
                     lines = buf.split(b"\n")  # one pass: a chunk of tiny requests stays linear
                     buf = lines.pop()
                     out = _Replies(conn, self)

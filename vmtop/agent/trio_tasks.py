@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from profilers import priority
 from vmtop.agent.lag import LagProbe
 from vmtop.agent.loops import LoopTimeout
 from vmtop.agent.memory import estimate
@@ -413,6 +414,8 @@ class TrioRun:
             raise LoopTimeout("trio run finished")
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
 
+        wake = priority.waker()  # see loops.call_in_loop
+
         def run() -> None:
             if not future.set_running_or_notify_cancel():
                 return
@@ -420,13 +423,15 @@ class TrioRun:
                 future.set_result(fn())
             except BaseException as exc:  # reported to the caller, never raised into trio
                 future.set_exception(exc)
+            if wake is not None:
+                wake.set()
 
         try:
             runner.entry_queue.run_sync_soon(run)
         except Exception as exc:  # RunFinishedError: the run ended meanwhile
             raise LoopTimeout(f"trio run finished ({type(exc).__name__})") from None
         try:
-            return future.result(timeout)
+            return priority.wait_future(future, wake, timeout)
         except concurrent.futures.TimeoutError:
             future.cancel()
             raise LoopTimeout(f"trio run did not answer within {timeout:.1f} s") from None

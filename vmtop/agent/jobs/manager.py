@@ -14,6 +14,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from profilers import priority
 from vmtop import job_payloads as payloads
 from vmtop import protocol
 from vmtop.agent.jobs import allocations, calls, gc_pressure, sample
@@ -53,7 +54,8 @@ class JobManager:
             if not isinstance(wait, int | float) or isinstance(wait, bool) or not 0 <= wait <= 2:
                 raise protocol.ProtocolError("bad_request", "'wait' must be 0 to 2 seconds")
             if wait:
-                job.done.wait(wait)  # long poll: answers at once when the job ends
+                with priority.paused():  # not the main thread's work: it runs meanwhile
+                    job.done.wait(wait)  # long poll: answers at once when the job ends
             return job.status()
         if op == "job_cancel":
             job.cancel()
@@ -115,7 +117,8 @@ class JobManager:
         if job.state not in ("done", "failed"):
             raise protocol.ProtocolError("busy", f"job {job.id} is still {job.state}")
         if job.thread is not None:
-            job.thread.join(2.0)  # the thread is on its last line: the count is back after this
+            with priority.paused():
+                job.thread.join(2.0)  # the thread is on its last line: the count is back after this
         if job.state == "failed":
             raise protocol.ProtocolError("internal", f"{job.kind} job failed: {job.error}")
         chunk = args.get("chunk", 0)
