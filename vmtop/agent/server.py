@@ -15,6 +15,7 @@ import os
 import socket
 import struct
 import threading
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,6 +52,9 @@ REQUEST_URGENT_LIMIT = 0.1
 # imports what they need (0.1-0.25 s seen without a bytecode cache); past it the GIL goes the
 # ordinary way, which behind a loop of 1-2 ms steps means seconds (profilers/priority.py).
 HANDSHAKE_PAUSE = 0.3
+# How long starting one of the agent's threads waits for it to reach its first wait (see
+# _start_thread); it takes microseconds unless the GIL is held elsewhere.
+THREAD_READY_WAIT = 1.0
 
 
 def peer_credentials(conn: socket.socket) -> tuple[int, int, int]:
@@ -107,8 +111,7 @@ class Server:
             sock.close()
             raise
         self.sock = sock
-        self.thread = AgentThread(f"vmtop-agent-{self.pid}", self._serve)
-        self.thread.start()
+        self.thread = _start_thread(f"vmtop-agent-{self.pid}", self._serve)
 
     def stop(self) -> None:
         self._stop.set()
@@ -167,11 +170,12 @@ class Server:
                 self.path.unlink(missing_ok=True)
 
     # -- serving ----------------------------------------------------------------------------
-    def _serve(self) -> None:
+    def _serve(self, ready: threading.Event) -> None:
         while not self._stop.is_set():
             sock = self.sock
             if sock is None:
                 return
+            ready.set()  # waiting from the next line on (see _start_thread)
             # The wait takes the GIL back ahead of a busy main thread (priority.py); the
             # accept and the client thread's start then run with the main thread making way.
             try:
@@ -216,11 +220,12 @@ class Server:
                 conn.close()
                 return
             self.connections.add(conn)
-        AgentThread(
-            f"vmtop-client-{pid}", lambda: self._client(conn, f"pid {pid} uid {uid}")
-        ).start()
+        _start_thread(
+            f"vmtop-client-{pid}",
+            lambda ready: self._client(conn, f"pid {pid} uid {uid}", ready),
+        )
 
-    def _client(self, conn: socket.socket, peer: str) -> None:
+    def _client(self, conn: socket.socket, peer: str, ready: threading.Event) -> None:
         conn.settimeout(SEND_TIMEOUT)
         attached = False
         session: Session | None = None
@@ -228,6 +233,7 @@ class Server:
         handshake: priority.Urgent | None = None
         try:
             while not self._stop.is_set():
+                ready.set()  # waiting from the next line on (see _start_thread)
                 # Waits for a request and takes the GIL back ahead of a busy main thread.
                 if not priority.wait_readable(conn.fileno(), SEND_TIMEOUT):
                     continue
@@ -378,6 +384,29 @@ class Server:
         except Exception as exc:  # never into the program: report and carry on
             log.debug("vmtop agent: internal error", exc_info=True)
             return protocol.error(req_id, "internal", f"{type(exc).__name__}: {exc}"[:300]), False
+
+
+def _start_thread(name: str, run: Callable[[threading.Event], None]) -> AgentThread:
+    """Start an agent thread and return once it waits in ``priority.wait_readable``.
+
+    It is started while the main thread makes way (the bootstrap's import, the accept), and
+    that wait takes the GIL back ahead of a busy main thread; but a thread let go before it
+    gets there waits for the GIL the ordinary way, which behind a loop of 1-2 ms steps took
+    0.5-8 s for 1 first hello in 10 (docs/benchmarks.md). ``run`` sets the event just before
+    that wait; the few bytecodes between take microseconds.
+    """
+    ready = threading.Event()
+
+    def body() -> None:
+        try:
+            run(ready)
+        finally:
+            ready.set()  # it ended without waiting (stopped meanwhile)
+
+    thread = AgentThread(name, body)
+    thread.start()
+    ready.wait(THREAD_READY_WAIT)
+    return thread
 
 
 class _Replies:
