@@ -55,6 +55,14 @@ def wait_readable(fd: int, timeout: float | None) -> bool:
     return bool(readable)
 
 
+def wait_writable(fd: int, timeout: float | None) -> bool:
+    """True when ``fd`` is writable (or closed/errored), False after ``timeout`` seconds."""
+    if _priority is not None:
+        return bool(_priority.wait(fd, select.POLLOUT, timeout))
+    _, writable, _ = select.select([], [fd], [], timeout)
+    return bool(writable)
+
+
 def sleep(seconds: float) -> None:
     """``time.sleep``, but the GIL comes back ahead of a busy main thread (see the module)."""
     if _priority is not None:
@@ -116,8 +124,9 @@ def paused() -> Iterator[None]:
 
 
 class _EventFd:
-    """An eventfd that the thread which made it waits on; closed once nobody holds it (the
-    thread ended and no callback that may still write it is pending)."""
+    """An eventfd for one wait: closed once nobody holds it (the waiter has its answer or
+    gave up, and no callback that may still set it is pending), so it is never written
+    after it was closed."""
 
     def __init__(self) -> None:
         self.fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
@@ -136,22 +145,18 @@ class _EventFd:
 
 
 def waker() -> Any:
-    """This thread's waker for :func:`wait_future` (``None`` without the C helper): the
-    thread that completes the future calls ``.set()`` on it after setting the result, and
-    keeps a reference to it until then."""
+    """A waker for one :func:`wait_future` (``None`` without the C helper): the thread that
+    completes the future calls ``.set()`` on it after setting the result, and holds it until
+    then; its descriptor is closed when the last holder lets it go."""
     if _priority is None or not hasattr(os, "eventfd"):
         return None
-    ev = getattr(_local, "waker", None)
-    if ev is None:
-        ev = _local.waker = _EventFd()
-    return ev
+    return _EventFd()
 
 
 def wait_future(future: concurrent.futures.Future[T], wake: Any, timeout: float) -> T:
     """``future.result(timeout)``, but the GIL comes back ahead of a busy main thread.
     ``wake`` is :func:`waker`'s object (``None``: an ordinary wait); inside :func:`urgent`
-    the wait is :func:`paused`. A ``set()`` left over from an earlier, abandoned wait only
-    makes this one look at the future again."""
+    the wait is :func:`paused`."""
     if wake is None:
         return future.result(timeout)
     deadline = time.monotonic() + timeout
@@ -180,5 +185,6 @@ __all__ = [
     "urgent",
     "wait_future",
     "wait_readable",
+    "wait_writable",
     "waker",
 ]

@@ -15,6 +15,7 @@ import os
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -319,7 +320,7 @@ class Server:
     def _send(self, conn: socket.socket, message: dict[str, Any]) -> None:
         data = protocol.encode(message)
         try:
-            conn.sendall(data)
+            send_all(conn, data)
         except TimeoutError:
             self.collector.dropped_frames += 1
             raise
@@ -434,10 +435,34 @@ class _Replies:
         self.parts.clear()
         self.size = 0
         try:
-            self.conn.sendall(data)
+            send_all(self.conn, data)
         except TimeoutError:  # the client stopped reading: drop these replies and the client
             self.server.collector.dropped_frames += frames
             raise
 
 
-__all__ = ["Server", "asdict", "peer_credentials"]
+def send_all(conn: socket.socket, data: bytes, timeout: float = SEND_TIMEOUT) -> None:
+    """``conn.sendall(data)``, TimeoutError after ``timeout``. Each send is tried without
+    waiting (a short GIL release, which the request's urgent section makes cheap); a client
+    that does not read is waited for with the section paused, so the program runs as if
+    alone meanwhile, and the GIL is taken back ahead of its loop once the client reads."""
+    view = memoryview(data)
+    deadline = time.monotonic() + timeout
+    conn.setblocking(False)
+    try:
+        while view:
+            try:
+                sent = conn.send(view)
+            except BlockingIOError:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("the client stopped reading") from None
+                with priority.paused():
+                    priority.wait_writable(conn.fileno(), left)
+                continue
+            view = view[sent:]
+    finally:
+        conn.settimeout(SEND_TIMEOUT)
+
+
+__all__ = ["Server", "asdict", "peer_credentials", "send_all"]
