@@ -33,10 +33,12 @@
 #endif
 
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <time.h>
+#include <unistd.h>
 
 #define YIELD_NS 5000000LL /* the main thread's longest single yield: 5 ms */
 /* The main thread makes way for at most this long per episode (from the moment a thread
@@ -277,6 +279,34 @@ priority_sleep(PyObject *self, PyObject *arg)
     Py_RETURN_NONE;
 }
 
+PyDoc_STRVAR(notify_doc,
+"notify(fd)\n\n"
+"Add 1 to the eventfd ``fd`` (non-blocking) without giving the GIL up: an event loop's\n"
+"callback that answers an agent's wait does not hand the GIL to another thread there.");
+
+static PyObject *
+priority_notify(PyObject *self, PyObject *arg)
+{
+    long value = PyLong_AsLong(arg);
+    if (value == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (value < 0 || value > INT_MAX) {
+        PyErr_SetString(PyExc_ValueError, "not a file descriptor");
+        return NULL;
+    }
+    int fd = (int)value;
+    unsigned long long one = 1;
+    ssize_t n;
+    do {
+        n = write(fd, &one, sizeof one);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0 && errno != EAGAIN) { /* EAGAIN: the counter is full, a wake-up is pending */
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    Py_RETURN_NONE;
+}
+
 static PyObject *
 priority_stats(PyObject *self, PyObject *unused)
 {
@@ -308,6 +338,7 @@ after_fork_child(void)
 static PyMethodDef methods[] = {
     {"wait", priority_wait, METH_VARARGS, wait_doc},
     {"sleep", priority_sleep, METH_O, sleep_doc},
+    {"notify", priority_notify, METH_O, notify_doc},
     {"begin", priority_begin, METH_VARARGS,
      "begin(limit=0.05): until end(), the main thread gives the GIL up at each eval-breaker\n"
      "check, for at most ``limit`` seconds in all.\n"

@@ -132,7 +132,7 @@ class _EventFd:
         self.fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
 
     def set(self) -> None:
-        os.eventfd_write(self.fd, 1)
+        _priority.notify(self.fd)  # keeps the GIL: no other thread runs in the loop's place
 
     def drain(self) -> None:
         try:
