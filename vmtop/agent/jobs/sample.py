@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from profilers import priority
 from vmtop import protocol
 from vmtop.agent.jobs.base import AGENT_CODE_DIR, Job, JobKind, Result
 
@@ -37,8 +38,11 @@ def prepare(job: Job, collector: Collector) -> None:
     if not isinstance(main_yields, bool):
         raise protocol.ProtocolError("bad_request", "'main_yields' must be true or false")
     kwargs["main_yields"] = main_yields
-    # The agent's hooks that wrap the program's calls are left out of its stacks.
-    sampler = ThreadSampler(float(rate), hide_prefixes=(AGENT_CODE_DIR,), **kwargs)
+    # The agent's hooks that wrap the program's calls are left out of its stacks, and so is
+    # priority.py, where a loop's callback answers an agent's wait (a sample can find the
+    # loop parked there while the agent thread it woke holds the GIL).
+    hide = (AGENT_CODE_DIR, priority.__file__)
+    sampler = ThreadSampler(float(rate), hide_prefixes=hide, **kwargs)
     job.opts["_sampler"] = sampler
     job.on_cancel.append(sampler.stop)
 
