@@ -73,66 +73,94 @@ def sleep(seconds: float) -> None:
 
 class Urgent:
     """``begin()`` now, ``end()`` once (idempotent): see :func:`urgent`. The main thread
-    makes way for at most ``limit`` seconds in all (then the GIL goes the ordinary way)."""
+    makes way for at most ``limit`` seconds in all (then the GIL goes the ordinary way).
+    :func:`paused` suspends every section of the calling thread and resumes it after; the
+    time a section was on counts against its ``limit`` across pauses, so a thread with much
+    work of its own between its waits (many big replies in a row) cannot park the main
+    thread for longer than that."""
 
     def __init__(self, limit: float = 0.05) -> None:
         self.limit = limit
-        self.active = _priority is not None
-        if self.active:
+        self.active = False
+        self.ended = False
+        self._used = 0.0
+        self._since = 0.0
+        if _priority is not None:
+            self.active = True
+            self._since = time.monotonic()
             _priority.begin(limit)
+            _sections().append(self)
 
     def end(self) -> None:
+        self.ended = True
+        self._suspend()
+        sections = _sections()
+        if self in sections:
+            sections.remove(self)
+
+    def _suspend(self) -> None:
         if self.active:
             self.active = False
+            self._used += time.monotonic() - self._since
             _priority.end()
 
-    def resume(self) -> None:
-        """Begin again after :meth:`end` (a new episode of at most ``limit`` seconds)."""
-        if not self.active and _priority is not None:
+    def _resume(self) -> None:
+        """Begin again after :func:`paused`, for what is left of ``limit``."""
+        left = self.limit - self._used
+        if not self.active and not self.ended and _priority is not None and left > 0:
             self.active = True
-            _priority.begin(self.limit)
+            self._since = time.monotonic()
+            _priority.begin(left)
 
 
-_local = threading.local()  # the calling thread's innermost urgent() section
+_local = threading.local()  # the calling thread's urgent sections
+
+
+def _sections() -> list[Urgent]:
+    sections: list[Urgent] | None = getattr(_local, "sections", None)
+    if sections is None:
+        sections = _local.sections = []
+    return sections
 
 
 @contextmanager
 def urgent(limit: float = 0.05) -> Iterator[None]:
     section = Urgent(limit)
-    outer = getattr(_local, "section", None)
-    _local.section = section
     try:
         yield
     finally:
         section.end()
-        _local.section = outer
 
 
 @contextmanager
 def paused() -> Iterator[None]:
-    """Inside :func:`urgent`: the main thread runs freely until the block ends (a wait for
-    its own work), then the section goes on. Outside one: nothing."""
-    section: Urgent | None = getattr(_local, "section", None)
-    if section is None or not section.active:
-        yield
-        return
-    section.end()
+    """Inside :func:`urgent` (or while an :class:`Urgent` of this thread is on): the main
+    thread runs freely until the block ends (a wait for its own work), then the sections go
+    on. Outside one: nothing."""
+    suspended = [section for section in _sections() if section.active]
+    for section in suspended:
+        section._suspend()
     try:
         yield
     finally:
-        section.resume()
+        for section in suspended:
+            section._resume()
 
 
 class _EventFd:
-    """An eventfd for one wait: closed once nobody holds it (the waiter has its answer or
-    gave up, and no callback that may still set it is pending), so it is never written
-    after it was closed."""
+    """An eventfd for one wait. The waiter closes it when its wait is over (answered or
+    given up); a ``set()`` that comes later (a callback that ran after a timeout) finds it
+    closed and writes nothing, so a descriptor number reused meanwhile is never written."""
 
     def __init__(self) -> None:
         self.fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        self._lock = threading.Lock()
+        self._closed = False
 
     def set(self) -> None:
-        _priority.notify(self.fd)  # keeps the GIL: no other thread runs in the loop's place
+        with self._lock:
+            if not self._closed:
+                _priority.notify(self.fd)  # keeps the GIL: no thread runs in the loop's place
 
     def drain(self) -> None:
         try:
@@ -140,14 +168,21 @@ class _EventFd:
         except BlockingIOError:
             pass
 
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                os.close(self.fd)
+
     def __del__(self) -> None:
-        os.close(self.fd)
+        self.close()
 
 
 def waker() -> Any:
     """A waker for one :func:`wait_future` (``None`` without the C helper): the thread that
-    completes the future calls ``.set()`` on it after setting the result, and holds it until
-    then; its descriptor is closed when the last holder lets it go."""
+    completes the future calls ``.set()`` on it after setting the result; :func:`wait_future`
+    closes it (not the garbage collector: a traceback that keeps a frame alive would keep its
+    descriptor open)."""
     if _priority is None or not hasattr(os, "eventfd"):
         return None
     return _EventFd()
@@ -155,19 +190,22 @@ def waker() -> Any:
 
 def wait_future(future: concurrent.futures.Future[T], wake: Any, timeout: float) -> T:
     """``future.result(timeout)``, but the GIL comes back ahead of a busy main thread.
-    ``wake`` is :func:`waker`'s object (``None``: an ordinary wait); inside :func:`urgent`
-    the wait is :func:`paused`."""
+    ``wake`` is :func:`waker`'s object (``None``: an ordinary wait), closed on the way out;
+    inside :func:`urgent` the wait is :func:`paused`."""
     if wake is None:
         return future.result(timeout)
-    deadline = time.monotonic() + timeout
-    while not future.done():
-        left = deadline - time.monotonic()
-        if left <= 0:
-            break
-        with paused():
-            woken = wait_readable(wake.fd, left)
-        if woken:
-            wake.drain()
+    try:
+        deadline = time.monotonic() + timeout
+        while not future.done():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            with paused():
+                woken = wait_readable(wake.fd, left)
+            if woken:
+                wake.drain()
+    finally:
+        wake.close()
     return future.result(0)
 
 
