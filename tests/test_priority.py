@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import os
 import select
 import statistics
@@ -19,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -41,37 +43,41 @@ def spin(seconds: float) -> None:
         pass
 
 
-def test_hello_behind_a_loop_of_short_steps_costs_few_of_its_steps(tmp_path: Path) -> None:
-    # The agent's listener and client threads wait through priority.wait_readable and hold
-    # urgent sections for the accept and the hello. Counted in the target loop's own steps
-    # (1.5 ms each), read before the connect and after the hello's reply: with ordinary
-    # waits a hello there took 2.1 s median (0.19-6.5 s), i.e. hundreds to thousands of
-    # steps; here a few, more when this machine is slow to run a woken thread.
+@contextlib.contextmanager
+def stepping_target(tmp_path: Path, *step: str) -> Iterator[tuple[int, Callable[[], int]]]:
+    """``stepping_target.py`` under ``vmtop run`` (steps of 1.5 ms, or ``step`` seconds):
+    (its pid, a function that reads how many steps it has made so far)."""
     counter = tmp_path / "steps"
     counter.write_bytes(bytes(8))
     target = subprocess.Popen(
         [sys.executable, "-m", "vmtop", "run", "-q", str(TARGETS / "stepping_target.py")]
-        + [str(counter)],
+        + [str(counter), *step],
         stdout=subprocess.PIPE,
         text=True,
         cwd=ROOT,
     )
     try:
         assert target.stdout is not None and target.stdout.readline().strip() == "ready"
-
-        def steps() -> int:
-            return int(struct.unpack("<Q", counter.read_bytes())[0])
-
-        lags = []
-        for _ in range(7):
-            before = steps()
-            with AgentClient(target.pid, timeout=60):
-                lags.append(steps() - before)
-            time.sleep(0.05)
+        yield target.pid, lambda: int(struct.unpack("<Q", counter.read_bytes())[0])
     finally:
         target.kill()
         target.wait()
         socket_path(target.pid).unlink(missing_ok=True)
+
+
+def test_hello_behind_a_loop_of_short_steps_costs_few_of_its_steps(tmp_path: Path) -> None:
+    # The agent's listener and client threads wait through priority.wait_readable and hold
+    # urgent sections for the accept and the hello. Counted in the target loop's own steps
+    # (1.5 ms each), read before the connect and after the hello's reply: with ordinary
+    # waits a hello there took 2.1 s median (0.19-6.5 s), i.e. hundreds to thousands of
+    # steps; here a few, more when this machine is slow to run a woken thread.
+    lags = []
+    with stepping_target(tmp_path) as (pid, steps):
+        for _ in range(7):
+            before = steps()
+            with AgentClient(pid, timeout=60):
+                lags.append(steps() - before)
+            time.sleep(0.05)
     assert statistics.median(lags) <= 100, lags
 
 
@@ -85,33 +91,17 @@ def test_snapshots_behind_a_loop_of_very_short_iterations_cost_few_of_its_steps(
     # part used to take the GIL back only when the loop happened to lose a race for it:
     # snapshots of 2-9 s, i.e. 10,000+ of these steps. The request is served in an urgent
     # section that the wait for the loop's work pauses (priority.paused, wait_future).
-    counter = tmp_path / "steps"
-    counter.write_bytes(bytes(8))
-    target = subprocess.Popen(
-        [sys.executable, "-m", "vmtop", "run", "-q", str(TARGETS / "stepping_target.py")]
-        + [str(counter), "0.0002"],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
-    try:
-        assert target.stdout is not None and target.stdout.readline().strip() == "ready"
-
-        def steps() -> int:
-            return int(struct.unpack("<Q", counter.read_bytes())[0])
-
-        lags = []
-        with AgentClient(target.pid, timeout=120) as client:
-            for _ in range(7):
-                before = steps()
-                snap = client.snapshot(limit=10)
-                lags.append(steps() - before)
-                assert any(row.kind == "task" for row in snap.rows)  # the loop answered
-                time.sleep(0.05)
-    finally:
-        target.kill()
-        target.wait()
-        socket_path(target.pid).unlink(missing_ok=True)
+    lags = []
+    with (
+        stepping_target(tmp_path, "0.0002") as (pid, steps),
+        AgentClient(pid, timeout=120) as client,
+    ):
+        for _ in range(7):
+            before = steps()
+            snap = client.snapshot(limit=10)
+            lags.append(steps() - before)
+            assert any(row.kind == "task" for row in snap.rows)  # the loop answered
+            time.sleep(0.05)
     assert statistics.median(lags) <= 200, lags
 
 
