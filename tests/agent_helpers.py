@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -19,9 +21,18 @@ TARGETS = Path(__file__).parent / "targets"
 class Target:
     """A target process under ``python -m vmtop run``, with JSON lines on stdout."""
 
-    def __init__(self, script: str, *args: str, python: str = sys.executable) -> None:
+    def __init__(
+        self,
+        script: str,
+        *args: str,
+        python: str = sys.executable,
+        argv: list[str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        """``argv`` replaces the ``vmtop run`` command line (a target under plain python)."""
         self.proc = subprocess.Popen(
-            [python, "-m", "vmtop", "run", str(TARGETS / script), *args],
+            argv or [python, "-m", "vmtop", "run", str(TARGETS / script), *args],
+            env=env,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -30,7 +41,20 @@ class Target:
         )
         self.pid = self.proc.pid
         self.pending: list[dict[str, Any]] = []
+        # Lines are read on a thread, so that read_until's timeout holds when the target
+        # prints nothing at all (a blocking readline waited for pytest's 120 s instead).
+        self._lines: queue.Queue[str] = queue.Queue()
+        self._reader = threading.Thread(target=self._read_stdout, name="target-stdout", daemon=True)
+        self._reader.start()
         self.ready = self.read_until("ready")
+
+    def _read_stdout(self) -> None:
+        assert self.proc.stdout is not None
+        try:
+            for line in self.proc.stdout:
+                self._lines.put(line)
+        finally:
+            self._lines.put("")  # EOF
 
     def send(self, line: str) -> None:
         assert self.proc.stdin is not None
@@ -43,11 +67,14 @@ class Target:
         for i, obj in enumerate(self.pending):
             if key in obj:
                 return self.pending.pop(i)
-        assert self.proc.stdout is not None
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self._lines.get(timeout=left)
+            except queue.Empty:
+                break
             if not line:
+                self._lines.put("")  # EOF stays EOF for the next call
                 err = self.proc.stderr.read() if self.proc.stderr else ""
                 raise AssertionError(f"target exited ({self.proc.poll()}): {err[-2000:]}")
             try:
@@ -88,7 +115,13 @@ class Target:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+        # The reader sees EOF once the target (and any child that inherited its stdout) is
+        # gone; closing a stream another thread reads would wait for that read.
+        self._reader.join(5)
+        streams = [self.proc.stdin, self.proc.stderr]
+        if not self._reader.is_alive():
+            streams.append(self.proc.stdout)
+        for stream in streams:
             if stream is not None:
                 stream.close()
 

@@ -250,8 +250,11 @@ def test_calls_profile_keeps_the_loop_threads_callers(target: Target, client: Ag
     assert run_once[4] == {}  # run_forever was running before the window: no caller
     if sys.version_info >= (3, 12):
         # The program's threads that ran Python code (the loop, the sleeper that wakes every
-        # 50 ms; the stdin reader is blocked), never the agent's.
-        assert sorted(result.meta["threads"]) == ["MainThread", "sleeper"]
+        # 50 ms), never the agent's. The stdin reader may be among them: it hands the
+        # fixture's "state" line to the loop and may still be on its way back to its read
+        # when the window opens (3.13, once in a CI run).
+        threads = set(result.meta["threads"])
+        assert {"MainThread", "sleeper"} <= threads <= {"MainThread", "sleeper", "stdin"}
 
 
 def test_calls_profiles_in_a_row_all_see_the_loop(target: Target, client: AgentClient) -> None:

@@ -146,3 +146,14 @@ def test_dequeue_wrappers_leave_with_the_last_client(target: Target) -> None:
     # asyncio.Queue.get_nowait, queue.Queue.get, SimpleQueue.get and get_nowait
     assert attached == [True, True, True, True]
     assert after == [False, False, False, False]
+
+
+def test_two_commands_in_one_write_are_both_done(target: Target) -> None:
+    # The targets read stdin with tests/targets/stdin_lines.py: with readline in a loop
+    # reader, the second of two lines that arrived together waited for good (a CI run on 3.13
+    # hung on "park": the loop saw "rest" and "park" in one read, after the agent answered).
+    assert target.proc.stdin is not None
+    target.proc.stdin.write("submit 1\nsubmit 2\n")
+    target.proc.stdin.flush()
+    assert target.read_until("submitted")["submitted"] == 1
+    assert target.read_until("submitted")["submitted"] == 2

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import inspect
 import os
-import subprocess
 import sys
 import time
 import traceback
@@ -34,18 +33,11 @@ class StartedTarget(Target):
     inside its run; without, it has no agent until one is injected)."""
 
     def __init__(self, script: str, *args: str, env: dict[str, str] | None = None) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, str(TARGETS / script), *args],
+        super().__init__(
+            script,
+            argv=[sys.executable, str(TARGETS / script), *args],
             env={**os.environ, "PYTHONPATH": str(TARGETS.parent.parent), **(env or {})},
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            bufsize=1,
         )
-        self.pid = self.proc.pid
-        self.pending: list[dict[str, Any]] = []
-        self.ready = self.read_until("ready")
 
 
 @pytest.fixture(scope="module")

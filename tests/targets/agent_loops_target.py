@@ -8,6 +8,8 @@ import asyncio
 import json
 import sys
 
+from stdin_lines import read_lines
+
 
 def say(**obj):
     sys.stdout.write(json.dumps(obj) + "\n")
@@ -35,14 +37,13 @@ async def main(mode):
     stop = asyncio.Event()
     keep = []
 
-    def on_line():
-        line = sys.stdin.readline().strip()
+    def on_line(line):
         if line == "spawn":
             keep.append(asyncio.create_task(stepper(), name="stepper"))
-        elif line in ("quit", ""):
+        elif line is None or line == "quit":
             stop.set()
 
-    loop.add_reader(sys.stdin.fileno(), on_line)
+    read_lines(loop, on_line)
     say(ready=True, loop=type(loop).__module__)
     await stop.wait()
     spinner.cancel()

@@ -14,6 +14,8 @@ import sys
 import threading
 import time
 
+from stdin_lines import read_lines
+
 STEPS = 7  # the scripted task resumes 1 (wake) + STEPS (sleep(0)) times per "wake"
 ORIGINAL_RUN = asyncio.events.Handle._run
 ORIGINAL_GET_NOWAIT = asyncio.Queue.get_nowait
@@ -100,9 +102,8 @@ async def main():
     stop = asyncio.Event()
     code = {"value": 0}
 
-    def on_line():
-        line = sys.stdin.readline()
-        if not line:
+    def on_line(line):
+        if line is None:
             stop.set()
             return
         cmd, *args = line.split()
@@ -127,7 +128,7 @@ async def main():
             code["value"] = int(args[0])
             stop.set()
 
-    loop.add_reader(sys.stdin.fileno(), on_line)
+    read_lines(loop, on_line)
     say(ready=True, pid=os.getpid(), steps=STEPS)
     await stop.wait()
     loop.remove_reader(sys.stdin.fileno())

@@ -32,6 +32,8 @@ import time
 import warnings
 from typing import Any
 
+from stdin_lines import read_lines
+
 import vmtop.agent
 
 ORIGINAL_RUN = asyncio.events.Handle._run
@@ -177,20 +179,10 @@ async def main(argv: list[str]) -> dict[str, Any]:
             jobs.put_nowait(i)
         say(check=await results.get())
 
-    inbox = [b""]
-
-    def on_input() -> None:
-        # os.read, not readline: a buffered second line would never wake the reader again.
-        data = os.read(sys.stdin.fileno(), 65536)
-        if not data:
+    def on_line(line: str | None) -> None:
+        if line is None:
             stop.set()
             return
-        *lines, inbox[0] = (inbox[0] + data).split(b"\n")
-        for line in lines:
-            if line.strip():
-                on_line(line.decode())
-
-    def on_line(line: str) -> None:
         cmd, *args = line.split()
         if cmd == "state":
             say(state=state(loop))
@@ -222,7 +214,7 @@ async def main(argv: list[str]) -> dict[str, Any]:
             outcome["code"] = int(args[0])
             stop.set()
 
-    loop.add_reader(sys.stdin.fileno(), on_input)
+    read_lines(loop, on_line)
     say(ready=True, pid=os.getpid(), tasks=n_tasks, socket=str(vmtop.agent.socket_path()))
     await stop.wait()
     loop.remove_reader(sys.stdin.fileno())

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
+
+from stdin_lines import read_lines
 
 
 async def handle_request(n: int) -> int:
@@ -25,7 +26,7 @@ async def backlog(queue: asyncio.Queue[int]) -> None:
 async def main() -> None:
     loop = asyncio.get_running_loop()
     stdin_closed = asyncio.Event()
-    loop.add_reader(sys.stdin.fileno(), lambda: sys.stdin.readline() or stdin_closed.set())
+    read_lines(loop, lambda line: line is None and stdin_closed.set())
     queue: asyncio.Queue[int] = asyncio.Queue()
     consumer = loop.create_task(backlog(queue), name="backlog")
     print(json.dumps({"ready": True}), flush=True)

@@ -33,6 +33,8 @@ import sys
 import threading
 import time
 
+from stdin_lines import read_lines
+
 JOBS: asyncio.Queue = asyncio.Queue()
 ORIGINAL = {
     "a": asyncio.Queue.get_nowait,
@@ -169,9 +171,8 @@ async def main():
     stop = asyncio.Event()
     code = {"value": 0}
 
-    def on_line():
-        line = sys.stdin.readline()
-        if not line:
+    def on_line(line):
+        if line is None:
             stop.set()
             return
         cmd, *args = line.split()
@@ -203,7 +204,7 @@ async def main():
             code["value"] = int(args[0])
             stop.set()
 
-    loop.add_reader(sys.stdin.fileno(), on_line)
+    read_lines(loop, on_line)
     await asyncio.sleep(0.05)  # every task has reached its first wait
     say(ready=True, pid=os.getpid(), started=time.monotonic())
     await stop.wait()
