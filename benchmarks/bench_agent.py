@@ -193,7 +193,8 @@ def thread_cpu(pid: int) -> tuple[float, float]:
 class Refresher:
     """A client refreshing a top-50 snapshot every ``every`` seconds, like ``vmtop top``."""
 
-    def __init__(self, pid: int, every: float) -> None:
+    def __init__(self, pid: int, every: float, first: float | None = None) -> None:
+        """``first``: seconds from ``start()`` to the first refresh (default ``every``)."""
         from vmtop.client import AgentClient
 
         t0 = time.perf_counter()
@@ -202,6 +203,7 @@ class Refresher:
         self.client = AgentClient(pid, timeout=30.0).connect()  # hello answered: hooks are in
         self.hello_seconds = time.perf_counter() - t0
         self.every = every
+        self.first = every if first is None else first
         self.loop_times: list[float] = []
         self.costs: list[float] = []
         self._stop = threading.Event()
@@ -213,7 +215,9 @@ class Refresher:
     def _run(self) -> None:
         from vmtop.client import ClientError, TargetGone
 
-        while not self._stop.wait(self.every):
+        wait = self.first
+        while not self._stop.wait(wait):
+            wait = self.every
             try:
                 snap = self.client.snapshot(sort="reductions", limit=50)
             except TargetGone:
