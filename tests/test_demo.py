@@ -231,3 +231,38 @@ def test_supervisor_gives_up_past_restart_intensity() -> None:
         assert all(t.done() for t in sup.tasks.values())  # children stopped with it
 
     asyncio.run(scenario())
+
+
+def test_vmtop_demo_waits_for_its_own_agent_past_a_stale_socket_file(tmp_path: Path) -> None:
+    # Pids are reused, and a process that was killed leaves its agent's socket file behind: a
+    # CI run's demo got such a pid, took the old file for its agent and failed with "does not
+    # answer (stale socket)". The demo's start waits until its own agent listens there.
+    import socket
+
+    from vmtop.cli.demo_cmd import wait_for_agent
+    from vmtop.client import AgentClient
+    from vmtop.paths import socket_path
+
+    code = (
+        "import sys, time, vmtop.agent; sys.stdin.readline(); vmtop.agent.start(); time.sleep(60)"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=ROOT, stdin=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
+    go = threading.Timer(
+        0.3, lambda: proc.stdin and proc.stdin.write(b"go\n") and proc.stdin.flush()
+    )
+    try:
+        path = socket_path(proc.pid)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        stale.bind(str(path))  # a socket file nobody listens on
+        stale.close()
+        go.start()  # the agent starts only after the wait began
+        assert wait_for_agent(proc, tmp_path / "log", timeout=20) == path
+        with AgentClient(proc.pid) as client:
+            assert client.snapshot(limit=1).node.pid == proc.pid
+    finally:
+        go.cancel()
+        proc.kill()
+        proc.wait()

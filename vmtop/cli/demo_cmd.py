@@ -20,7 +20,7 @@ from typing import IO, Any
 
 from vmtop.cli import options
 from vmtop.cli.errors import CliError
-from vmtop.client import AgentClient, ClientError
+from vmtop.client import AgentClient, ClientError, NoAgent, agent_socket
 from vmtop.paths import socket_path
 
 START_TIMEOUT = 15.0
@@ -79,18 +79,26 @@ def start_demo(idle: int, log: IO[bytes]) -> subprocess.Popen[bytes]:
 
 
 def wait_for_agent(proc: subprocess.Popen[bytes], log_path: Path, timeout: float) -> Path:
-    """The demo's agent socket, once it exists; CliError if the demo dies or is too slow."""
-    path = socket_path(proc.pid)
+    """The demo's agent socket, once the demo listens on it; CliError if the demo dies or is
+    too slow. A file already at that path does not count: pids are reused, and a process that
+    was killed leaves its socket file behind (the demo's agent replaces it when it starts)."""
     deadline = time.monotonic() + timeout
-    while not path.exists():
+    while True:
+        try:
+            return agent_socket(proc.pid)
+        except NoAgent:
+            pass  # not listening yet (no file, or an earlier process's file)
+        except ClientError as exc:
+            if proc.poll() is None:
+                raise CliError(str(exc)) from None
         if proc.poll() is not None:
             tail = log_path.read_text(errors="replace").strip().splitlines()[-3:]
             detail = f": {' | '.join(tail)}" if tail else ""
             raise CliError(f"the demo exited with code {proc.returncode}{detail}")
         if time.monotonic() > deadline:
+            path = socket_path(proc.pid)
             raise CliError(f"the demo's agent did not start within {timeout:.0f} s ({path})")
         time.sleep(0.05)
-    return path
 
 
 def stop_demo(proc: subprocess.Popen[bytes]) -> None:
