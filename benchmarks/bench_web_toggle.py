@@ -28,13 +28,14 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE / "workloads"))
 
 from bench_agent import child, read_json  # noqa: E402
 from bench_web import SERVERS, wait_listening  # noqa: E402
 from bench_web_windows import LOAD_CPU, SERVER_CPU, median_interval, thread_cpu_ns, wrk  # noqa: E402
+from web_parts import PARTS  # noqa: E402
 
 WORKLOAD = HERE / "workloads" / "web_toggle.py"
-PARTS = ("steps", "register", "factory", "lag", "gc", "mailbox", "attach")
 
 
 def bench_part(part: str, cfg: argparse.Namespace, rng: random.Random) -> tuple[float, ...]:
