@@ -11,8 +11,13 @@ setup(
     ext_modules=[
         Extension(
             "vmtop.agent._hooks",
-            sources=["vmtop/agent/_hooks.c", "vmtop/agent/_registry.c", "vmtop/agent/_factory.c"],
-            depends=["vmtop/agent/_registry.h"],
+            sources=[
+                "vmtop/agent/_hooks.c",
+                "vmtop/agent/_registry.c",
+                "vmtop/agent/_factory.c",
+                "vmtop/agent/_clock.c",
+            ],
+            depends=["vmtop/agent/_registry.h", "vmtop/agent/_clock.h"],
             optional=True,
         ),
         # Blocking waits that take the GIL back ahead of a busy main thread, for the agent's

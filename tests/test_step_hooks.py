@@ -41,6 +41,58 @@ def test_the_c_hook_is_built() -> None:
     assert c_hook_available(), "pip install -e . should have compiled vmtop/agent/_hooks.c"
 
 
+def _kernel_clocksource() -> str:
+    path = "/sys/devices/system/clocksource/clocksource0/current_clocksource"
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def _paired_reading(now: Any) -> tuple[float, float]:
+    """(vmtop's clock, time.monotonic) read as close together as we can: of five tries, the
+    one whose monotonic readings around it were nearest (a preemption in between widens it)."""
+    import time
+
+    best: tuple[float, float, float] | None = None
+    for _ in range(5):
+        before = time.monotonic()
+        ours = now()
+        after = time.monotonic()
+        if best is None or after - before < best[0]:
+            best = (after - before, ours, (before + after) / 2)
+    assert best is not None
+    return best[1], best[2]
+
+
+def test_the_step_clock_runs_at_the_rate_of_clock_monotonic() -> None:
+    """The C hooks time steps by the CPU's time-stamp counter where the kernel's clock source
+    is the TSC (x86-64), else by clock_gettime: either way at CLOCK_MONOTONIC's rate, before
+    and after a registry's take() refines it, and never backwards."""
+    import platform
+    import time
+
+    from vmtop.agent import _hooks
+
+    tsc = _kernel_clocksource() == "tsc" and platform.machine() == "x86_64"
+    assert _hooks.clock_source() == ("tsc" if tsc else "clock_gettime")
+    registry = _hooks.Registry(asyncio.CancelledError)
+    for _ in range(3):
+        ours0, mono0 = _paired_reading(_hooks.now)
+        time.sleep(0.3)
+        ours1, mono1 = _paired_reading(_hooks.now)
+        assert (ours1 - ours0) / (mono1 - mono0) == pytest.approx(1.0, rel=0.01)
+        assert abs(ours1 - mono1) < 0.01  # the same origin too, give or take a refinement
+        registry.take()  # refines the rate, keeping the clock continuous
+    readings = []
+    for _ in range(2000):
+        readings.append(_hooks.now())
+        if len(readings) % 100 == 0:
+            registry.take()
+    assert readings == sorted(readings)
+
+
 async def resumes(n: int) -> None:
     for _ in range(n):
         await asyncio.sleep(0)

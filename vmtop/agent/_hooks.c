@@ -557,7 +557,21 @@ untracked_ref(PyObject *Py_UNUSED(module), PyObject *obj)
     return ref;
 }
 
+static PyObject *
+clock_now(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(unused))
+{
+    return PyFloat_FromDouble(vmtop_now());
+}
+
+static PyObject *
+clock_source(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(unused))
+{
+    return PyUnicode_FromString(vmtop_clock_source());
+}
+
 static PyMethodDef module_methods[] = {
+    {"now", clock_now, METH_NOARGS, "the clock every timed step reads, in seconds (_clock.c)."},
+    {"clock_source", clock_source, METH_NOARGS, "what now() reads: 'tsc' or 'clock_gettime'."},
     {"set_type_attr", set_type_attr, METH_VARARGS,
      "Set an attribute of a heap type, also one marked immutable."},
     {"untracked_ref", untracked_ref, METH_O,
@@ -584,6 +598,9 @@ PyInit__hooks(void)
     if (str_self == NULL) {
         return NULL;
     }
+    Py_BEGIN_ALLOW_THREADS /* calibration sleeps 2 ms */
+    vmtop_clock_init();
+    Py_END_ALLOW_THREADS
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) {
         return NULL;

@@ -6,6 +6,9 @@ from typing import Any
 BUCKETS: int
 BUCKETS_PER_DECADE: int
 
+def now() -> float: ...
+def clock_source() -> str: ...
+
 class GroupStat:
     code: Any
     live: int

@@ -28,14 +28,6 @@
 static PyObject *str_state, *str_exception, *str_pending, *str_cancelled, *str_get_coro,
     *str_cr_code, *str_gi_code;
 
-double
-vmtop_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* ---- GroupStat ------------------------------------------------------------------------ */
 
 static GroupStat *
@@ -681,6 +673,7 @@ registry_take(Registry *reg, PyObject *unused)
 {
     /* First, with no Python object made (nothing can run Python code or switch threads),
      * copy the window and empty it; then build the answer from the copy. */
+    vmtop_clock_tune();
     TaskStat *head = &reg->window;
     Py_ssize_t n = 0;
     for (TaskStat *s = head->wnext; s != head; s = s->wnext) {

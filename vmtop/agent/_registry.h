@@ -6,6 +6,8 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include "_clock.h"
+
 /* Lifetime histogram: bucket i holds [1 us * 10^(i/8), 1 us * 10^((i+1)/8)): 8 buckets a
  * decade from 1 us to 10^4 s (about 33 % wide each); the last one also takes anything longer. */
 #define VMTOP_BUCKETS 80
@@ -78,7 +80,6 @@ extern PyTypeObject VmtopGroupStatType;
 extern PyTypeObject VmtopCountingCoroType;
 extern PyTypeObject VmtopTaskFactoryType;
 
-double vmtop_now(void);
 int vmtop_registry_init_types(void);
 int vmtop_factory_init_types(void);
 
