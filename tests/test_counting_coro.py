@@ -123,3 +123,108 @@ def test_tasks_older_than_the_attach_say_why_they_are_not_counted(counter: StepC
 
     old, new = run_uvloop(main)
     assert old is None and new is not None and new.steps >= 1
+
+
+def _group(counter: StepCounter, name: str) -> Any:
+    return next(g for g in counter.groups() if getattr(g.code, "co_name", None) == name)
+
+
+def test_tasks_that_end_before_a_refresh_never_get_an_entry(counter: StepCounter) -> None:
+    """A request task that ends between two refreshes costs its proxy only: no TaskStat, no
+    weak reference, nothing to take, and its group has every count exact."""
+
+    async def main() -> list[Any]:
+        loop = asyncio.get_running_loop()
+        assert counter.install_factory(loop, wrap=True)
+        tasks = [loop.create_task(scripted(2)) for _ in range(100)]
+        await asyncio.gather(*tasks)
+        return [t.get_coro() for t in tasks]
+
+    proxies = run_uvloop(main)
+    assert all(p._vmtop_stat is None for p in proxies)  # never registered
+    assert counter.registry.live() == 0
+    taken, _ = counter.registry.take()
+    assert taken == []
+    group = _group(counter, "scripted")
+    assert (group.started, group.finished, group.live, group.steps) == (100, 100, 0, 300)
+    assert sum(group.hist) == 100 and group.secs > 0
+
+
+def test_a_pending_task_gets_its_entry_at_the_next_take(counter: StepCounter) -> None:
+    """A task still pending at a refresh is registered then, with its steps so far in the
+    window; its later steps count into that entry, and its end folds it once."""
+
+    async def main() -> tuple[Any, Any, Any]:
+        loop = asyncio.get_running_loop()
+        assert counter.install_factory(loop, wrap=True)
+        gate = asyncio.Event()
+
+        async def waits() -> None:
+            for _ in range(3):
+                await asyncio.sleep(0)
+            await gate.wait()
+            for _ in range(2):
+                await asyncio.sleep(0)
+
+        task = loop.create_task(waits())
+        for _ in range(5):
+            await asyncio.sleep(0)
+        proxy = task.get_coro()
+        assert proxy._vmtop_stat is None and task in gc.get_referents(proxy)
+        taken, _ = counter.registry.take()
+        first = [(s.task, n) for s, n, _ in taken]
+        stat = proxy._vmtop_stat
+        assert task not in gc.get_referents(proxy)  # the entry's weak reference took over
+        gate.set()
+        await task
+        return first, stat, task
+
+    first, stat, task = run_uvloop(main)
+    assert first == [(task, 4)]  # the first step and three sleeps
+    assert stat.steps == 7 and stat.finished and stat.task is None
+    group = _group(counter, "waits")
+    assert (group.started, group.finished, group.live, group.steps) == (1, 1, 0, 7)
+
+
+def test_stat_registers_a_task_that_never_stepped(counter: StepCounter) -> None:
+    async def main() -> tuple[Any, int]:
+        loop = asyncio.get_running_loop()
+        assert counter.install_factory(loop, wrap=True)
+        task = loop.create_task(scripted(1))
+        stat = counter.stat(task)
+        assert stat is not None and stat.task is task and stat.steps == 0
+        taken, _ = counter.registry.take()
+        await task
+        return stat, len(taken)
+
+    stat, taken = run_uvloop(main)
+    assert taken == 0  # nothing stepped yet: nothing to take
+    assert stat.steps == 2 and stat.finished
+
+
+def test_detach_lets_go_of_unregistered_tasks(counter: StepCounter) -> None:
+    """The proxy of a pending, unregistered task holds its task until then: a detach drops
+    that reference, and the task's end afterwards still folds it (into a registry nobody
+    reads any more)."""
+
+    async def main() -> tuple[bool, bool]:
+        loop = asyncio.get_running_loop()
+        assert counter.install_factory(loop, wrap=True)
+        fut = loop.create_future()
+        task = loop.create_task(waits_on_future(fut))
+        await asyncio.sleep(0)
+        proxy = task.get_coro()
+        held = task in gc.get_referents(proxy)
+        group = _group(counter, "waits_on_future")
+        counter.uninstall()
+        released = task not in gc.get_referents(proxy)
+        fut.set_result(None)
+        await task
+        assert (group.live, group.finished) == (0, 1)
+        return held, released
+
+    assert run_uvloop(main) == (True, True)
+
+
+async def waits_on_future(fut: asyncio.Future[None]) -> None:
+    await fut

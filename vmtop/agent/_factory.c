@@ -21,23 +21,55 @@
 #include <structmember.h>
 
 static PyObject *str_cr_frame, *str_cr_suspended, *str_loop, *str_throw, *str_close;
-static PyObject *str_cr_await, *str_cr_code, *str_cr_running;
+static PyObject *str_cr_await, *str_cr_code, *str_cr_running, *str_get_coro;
 
 /* ---- CountingCoro --------------------------------------------------------------------- */
 
-/* Until its task exists (the factory makes the task after the proxy), a proxy's counts go
- * straight to its group, and an eager first step that ends the task folds it there. */
+/* A proxy made by the factory counts its task by itself: the factory counts the task into
+ * its group when it makes it (live, started), each step adds to the proxy and the group, and
+ * the step that ends the task folds it into the group. Nothing else is allocated, so a
+ * request task that ends before the next refresh costs one object. A task still pending at
+ * a refresh (take() finds it stepped) or asked for (stat()) gets a TaskStat then, and counts
+ * into it from there on (proxy_register). Until then the proxy holds its task strongly, to
+ * make that TaskStat's weak reference: a cycle (task -> proxy -> task) that the proxy's
+ * traverse lets the collector free, and that ends at the registration or the last step.
+ * A task freed while pending and unregistered is folded as abandoned when its proxy goes. */
 typedef struct {
     PyObject_HEAD
     PyObject *inner;
     Registry *reg;
     GroupStat *group;
-    TaskStat *stat; /* NULL until the factory registered the task */
+    TaskStat *stat;   /* NULL until the task is registered */
+    PyObject *task;   /* until then, the task (factory-made proxies) */
+    VmtopLink link;   /* in reg->fresh while pending and unregistered */
     double created;
-    long long early_steps;
-    double early_secs;
-    int ended;
+    double last;      /* end of the last step (NaN: none) */
+    long long steps;  /* before the registration (the TaskStat takes them over) */
+    double secs;
+    int counted;      /* the factory counted the task into its group */
+    int ended;        /* folded into its group without a TaskStat */
 } CountingCoro;
+
+#define PROXY_OF(l) ((CountingCoro *)((char *)(l) - offsetof(CountingCoro, link)))
+
+static void
+link_tail(VmtopLink *head, VmtopLink *l)
+{
+    l->prev = head->prev;
+    l->next = head;
+    head->prev->next = l;
+    head->prev = l;
+}
+
+static void
+fresh_unlink(CountingCoro *c)
+{
+    if (c->link.next != NULL) {
+        c->link.prev->next = c->link.next;
+        c->link.next->prev = c->link.prev;
+        c->link.prev = c->link.next = NULL;
+    }
+}
 
 static CountingCoro *
 coro_wrap(Registry *reg, PyObject *inner, GroupStat *group, double created)
@@ -50,9 +82,13 @@ coro_wrap(Registry *reg, PyObject *inner, GroupStat *group, double created)
     c->reg = (Registry *)Py_NewRef((PyObject *)reg);
     c->group = (GroupStat *)Py_NewRef((PyObject *)group);
     c->stat = NULL;
+    c->task = NULL;
+    c->link.prev = c->link.next = NULL;
     c->created = created;
-    c->early_steps = 0;
-    c->early_secs = 0.0;
+    c->last = NAN;
+    c->steps = 0;
+    c->secs = 0.0;
+    c->counted = 0;
     c->ended = 0;
     PyObject_GC_Track(c);
     return c;
@@ -63,12 +99,19 @@ coro_traverse(CountingCoro *c, visitproc visit, void *arg)
 {
     Py_VISIT(c->inner);
     Py_VISIT(c->reg);
+    Py_VISIT(c->task);
     return 0;
 }
 
 static int
 coro_clear(CountingCoro *c)
 {
+    fresh_unlink(c);
+    if (c->counted && !c->ended && c->stat == NULL && c->reg != NULL && c->group != NULL) {
+        c->ended = 1; /* its task was freed while pending (or the proxy dropped) */
+        vmtop_fold(c->reg, c->group, VMTOP_ABANDONED, NAN);
+    }
+    Py_CLEAR(c->task);
     Py_CLEAR(c->inner);
     Py_CLEAR(c->stat);
     Py_CLEAR(c->group);
@@ -104,19 +147,119 @@ coro_counted(CountingCoro *c, PySendResult status, double t0)
         if (status != PYGEN_NEXT) {
             vmtop_finish(c->reg, c->stat, how, end);
         }
+        return;
     }
-    else if (!c->ended) {
-        c->early_steps += 1;
-        c->early_secs += end - t0;
-        c->group->steps += 1;
-        c->group->secs += end - t0;
-        if (status != PYGEN_NEXT) { /* ended inside the factory: started and done */
-            c->ended = 1;
-            c->group->live += 1;
-            c->group->started += 1;
-            c->reg->created += 1;
-            vmtop_fold(c->reg, c->group, how, end - c->created);
+    if (c->ended) {
+        return;
+    }
+    c->steps += 1;
+    c->secs += end - t0;
+    c->last = end;
+    c->group->steps += 1;
+    c->group->secs += end - t0;
+    if (status != PYGEN_NEXT) {
+        c->ended = 1;
+        fresh_unlink(c);
+        vmtop_fold(c->reg, c->group, how, end - c->created);
+        PyObject *task = c->task; /* the caller of this step holds the task too */
+        c->task = NULL;
+        Py_XDECREF(task);
+    }
+}
+
+/* The TaskStat of a pending proxy's task, made now with its counts so far (which also go into
+ * the window: nobody took them yet). Borrowed; NULL with an error set. */
+static TaskStat *
+proxy_register(CountingCoro *c)
+{
+    Registry *reg = c->reg;
+    fresh_unlink(c);
+    TaskStat *stat = vmtop_stat_register(reg, c->task, c->group, c->created, 1);
+    if (stat == NULL) {
+        if (!reg->closed) {
+            link_tail(&reg->fresh, &c->link); /* try again at the next take() */
         }
+        return NULL;
+    }
+    stat->steps = c->steps;
+    stat->secs = c->secs;
+    stat->last = c->last;
+    if (c->steps > 0) {
+        vmtop_window_put(reg, stat, c->steps, c->secs);
+    }
+    c->stat = (TaskStat *)Py_NewRef((PyObject *)stat);
+    PyObject *task = c->task; /* the TaskStat's weak reference follows the task from now on */
+    c->task = NULL;
+    Py_DECREF(task);
+    return stat;
+}
+
+int
+vmtop_fresh_flush(Registry *reg)
+{
+    /* First move the proxies that stepped to a list of our own (pointer moves only), then
+     * register them one at a time: an allocation can run the collector, which can free
+     * other proxies (and unlink them from whichever list they are on). */
+    VmtopLink stepped = {&stepped, &stepped};
+    VmtopLink *head = &reg->fresh;
+    for (VmtopLink *l = head->next; l != head;) {
+        VmtopLink *next = l->next;
+        if (PROXY_OF(l)->steps > 0) {
+            l->prev->next = l->next;
+            l->next->prev = l->prev;
+            link_tail(&stepped, l);
+        }
+        l = next;
+    }
+    int rc = 0;
+    while (stepped.next != &stepped) {
+        CountingCoro *c = PROXY_OF(stepped.next);
+        if (rc < 0) {
+            fresh_unlink(c);
+            link_tail(head, &c->link);
+            continue;
+        }
+        Py_INCREF(c);
+        if (proxy_register(c) == NULL) {
+            rc = -1;
+        }
+        Py_DECREF(c);
+    }
+    return rc;
+}
+
+TaskStat *
+vmtop_fresh_stat(Registry *reg, PyObject *task)
+{
+    if (reg->fresh.next == &reg->fresh) {
+        return NULL;
+    }
+    PyObject *coro = PyObject_CallMethodNoArgs(task, str_get_coro);
+    if (coro == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    TaskStat *stat = NULL;
+    if (Py_IS_TYPE(coro, &VmtopCountingCoroType)) {
+        CountingCoro *c = (CountingCoro *)coro;
+        if (c->reg == reg && c->task == task && c->link.next != NULL) {
+            stat = proxy_register(c);
+        }
+    }
+    Py_DECREF(coro);
+    return stat;
+}
+
+void
+vmtop_fresh_drop(Registry *reg)
+{
+    VmtopLink *head = &reg->fresh;
+    while (head->next != head) {
+        CountingCoro *c = PROXY_OF(head->next);
+        fresh_unlink(c);
+        PyObject *task = c->task; /* may be the last reference: then the task and proxy go */
+        c->task = NULL;
+        Py_XDECREF(task);
     }
 }
 
@@ -124,15 +267,10 @@ coro_counted(CountingCoro *c, PySendResult status, double t0)
 static int
 coro_registered(CountingCoro *c, PyObject *task)
 {
-    if (c->ended) {
-        return 0; /* finished inside the factory (eager): already folded */
-    }
-    TaskStat *stat = vmtop_stat_register(c->reg, task, c->group, c->created);
+    TaskStat *stat = vmtop_stat_register(c->reg, task, c->group, c->created, 0);
     if (stat == NULL) {
         return -1;
     }
-    stat->steps = c->early_steps; /* the group counted them already */
-    stat->secs = c->early_secs;
     c->stat = (TaskStat *)Py_NewRef((PyObject *)stat);
     return 0;
 }
@@ -441,13 +579,27 @@ factory_wrapped(TaskFactory *f, PyObject *loop, PyObject *coro, PyObject *const 
                 PyObject *kwnames, double t0)
 {
     Registry *reg = f->reg;
-    CountingCoro *proxy = coro_wrap(reg, coro, vmtop_group_for_coro(reg, coro), t0);
+    GroupStat *group = vmtop_group_for_coro(reg, coro);
+    CountingCoro *proxy = coro_wrap(reg, coro, group, t0);
     if (proxy == NULL) {
         return NULL;
     }
+    proxy->counted = 1; /* counted now; registered later, if ever (see CountingCoro) */
+    group->live += 1;
+    group->started += 1;
+    reg->created += 1;
     PyObject *task = make_task(f, loop, (PyObject *)proxy, kwvalues, kwnames);
-    if (task != NULL && coro_registered(proxy, task) < 0) {
-        PyErr_Clear();
+    if (task == NULL) {
+        if (!proxy->ended) { /* no task was made: uncount it */
+            proxy->ended = 1;
+            group->live -= 1;
+            group->started -= 1;
+            reg->created -= 1;
+        }
+    }
+    else if (!proxy->ended && !reg->closed) { /* (an eager first step may have ended it) */
+        proxy->task = Py_NewRef(task);
+        link_tail(&reg->fresh, &proxy->link);
     }
     Py_DECREF(proxy);
     return task;
@@ -471,7 +623,7 @@ factory_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyO
     if (task == NULL) {
         return NULL;
     }
-    TaskStat *stat = vmtop_stat_register(reg, task, vmtop_group_for_coro(reg, coro), t0);
+    TaskStat *stat = vmtop_stat_register(reg, task, vmtop_group_for_coro(reg, coro), t0, 0);
     if (stat == NULL) {
         PyErr_Clear();
         return task;
@@ -575,7 +727,8 @@ vmtop_factory_init_types(void)
     if (intern(&str_cr_frame, "cr_frame") < 0 || intern(&str_cr_suspended, "cr_suspended") < 0 ||
         intern(&str_loop, "loop") < 0 || intern(&str_throw, "throw") < 0 ||
         intern(&str_close, "close") < 0 || intern(&str_cr_await, "cr_await") < 0 ||
-        intern(&str_cr_code, "cr_code") < 0 || intern(&str_cr_running, "cr_running") < 0) {
+        intern(&str_cr_code, "cr_code") < 0 || intern(&str_cr_running, "cr_running") < 0 ||
+        intern(&str_get_coro, "get_coro") < 0) {
         return -1;
     }
     if (PyType_Ready(&VmtopCountingCoroType) < 0 || PyType_Ready(&VmtopTaskFactoryType) < 0) {

@@ -72,7 +72,7 @@ group_get_hist(GroupStat *g, void *closure)
 
 static PyMemberDef group_members[] = {
     {"code", T_OBJECT, offsetof(GroupStat, code), READONLY, "the coroutine's code (None: other)"},
-    {"live", T_LONGLONG, offsetof(GroupStat, live), READONLY, "tasks of the group with an entry"},
+    {"live", T_LONGLONG, offsetof(GroupStat, live), READONLY, "pending tasks of the group"},
     {"started", T_LONGLONG, offsetof(GroupStat, started), READONLY, "tasks created"},
     {"adopted", T_LONGLONG, offsetof(GroupStat, adopted), READONLY, "tasks older than the attach"},
     {"finished", T_LONGLONG, offsetof(GroupStat, finished), READONLY, "tasks that finished"},
@@ -307,7 +307,17 @@ table_pop(StatTable *t, void *addr, TaskStat *stat)
 GroupStat *
 vmtop_group_for_coro(Registry *reg, PyObject *coro)
 {
-    PyObject *code = PyObject_GetAttr(coro, str_cr_code);
+    PyObject *code = NULL;
+    if (PyCoro_CheckExact(coro)) { /* read directly: a generic getattr costs ~200 instructions */
+#if PY_VERSION_HEX >= 0x030C0000
+        code = (PyObject *)PyGen_GetCode((PyGenObject *)coro);
+#else
+        code = Py_NewRef((PyObject *)((PyCoroObject *)coro)->cr_code);
+#endif
+    }
+    if (code == NULL) {
+        code = PyObject_GetAttr(coro, str_cr_code);
+    }
     if (code == NULL) {
         PyErr_Clear();
         code = PyObject_GetAttr(coro, str_gi_code);
@@ -371,7 +381,8 @@ group_for_task(Registry *reg, PyObject *task)
 
 /* A new entry for `task` in `group` (borrowed; the table holds it). */
 TaskStat *
-vmtop_stat_register(Registry *reg, PyObject *task, GroupStat *group, double created)
+vmtop_stat_register(Registry *reg, PyObject *task, GroupStat *group, double created,
+                    int counted)
 {
     TaskStat *stat = stat_alloc(reg, group, created);
     if (stat == NULL) {
@@ -385,6 +396,9 @@ vmtop_stat_register(Registry *reg, PyObject *task, GroupStat *group, double crea
         return NULL;
     }
     Py_DECREF(stat); /* the table's reference (and the weakref's) remain */
+    if (counted) {
+        return stat;
+    }
     group->live += 1;
     if (isnan(created)) {
         group->adopted += 1;
@@ -405,7 +419,7 @@ vmtop_stat_for(Registry *reg, PyObject *task, double created)
     if (s != NULL) {
         return s;
     }
-    return vmtop_stat_register(reg, task, group_for_task(reg, task), created);
+    return vmtop_stat_register(reg, task, group_for_task(reg, task), created, 0);
 }
 
 void
@@ -416,6 +430,13 @@ vmtop_count(Registry *reg, TaskStat *stat, long long steps, double dt, double en
     stat->last = end;
     stat->group->steps += steps;
     stat->group->secs += dt;
+    vmtop_window_put(reg, stat, steps, dt);
+}
+
+/* `steps` and `secs` of `stat` into the window (linking it in), not into its group. */
+void
+vmtop_window_put(Registry *reg, TaskStat *stat, long long steps, double secs)
+{
     if (stat->finished) {
         return;
     }
@@ -430,7 +451,7 @@ vmtop_count(Registry *reg, TaskStat *stat, long long steps, double dt, double en
         stat->win_secs = 0.0;
     }
     stat->win_steps += steps;
-    stat->win_secs += dt;
+    stat->win_secs += secs;
 }
 
 static void
@@ -600,6 +621,7 @@ registry_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     reg->cancelled_error = Py_NewRef(cancelled_error);
     reg->max_groups = max_groups;
     reg->window.wprev = reg->window.wnext = &reg->window;
+    reg->fresh.prev = reg->fresh.next = &reg->fresh;
     find_state_getter(reg, task_type);
     if (reg->groups == NULL || reg->other == NULL) {
         Py_DECREF(reg);
@@ -623,6 +645,7 @@ registry_traverse(Registry *reg, visitproc visit, void *arg)
 static void
 drop_entries(Registry *reg)
 {
+    vmtop_fresh_drop(reg);
     StatTable *t = &reg->table;
     for (Py_ssize_t i = 0; i < t->size; i++) {
         void *k = t->keys[i];
@@ -645,6 +668,7 @@ drop_entries(Registry *reg)
 static int
 registry_clear_refs(Registry *reg)
 {
+    reg->closed = 1;
     drop_entries(reg);
     code_cache_clear(reg);
     Py_CLEAR(reg->groups);
@@ -671,9 +695,12 @@ typedef struct {
 static PyObject *
 registry_take(Registry *reg, PyObject *unused)
 {
-    /* First, with no Python object made (nothing can run Python code or switch threads),
-     * copy the window and empty it; then build the answer from the copy. */
     vmtop_clock_tune();
+    if (vmtop_fresh_flush(reg) < 0) { /* the proxies that stepped get entries (allocates) */
+        return NULL;
+    }
+    /* Then, with no Python object made (nothing can run Python code or switch threads),
+     * copy the window and empty it; then build the answer from the copy. */
     TaskStat *head = &reg->window;
     Py_ssize_t n = 0;
     for (TaskStat *s = head->wnext; s != head; s = s->wnext) {
@@ -726,6 +753,12 @@ static PyObject *
 registry_stat(Registry *reg, PyObject *task)
 {
     TaskStat *s = table_get(&reg->table, task);
+    if (s == NULL) {
+        s = vmtop_fresh_stat(reg, task); /* a wrapped task's, made now */
+        if (s == NULL && PyErr_Occurred()) {
+            return NULL;
+        }
+    }
     return Py_NewRef(s != NULL ? (PyObject *)s : Py_None);
 }
 
@@ -757,6 +790,9 @@ registry_top(Registry *reg, PyObject *args)
     }
     if (n <= 0) {
         return PyList_New(0);
+    }
+    if (vmtop_fresh_flush(reg) < 0) {
+        return NULL;
     }
     TaskStat **best = PyMem_Calloc((size_t)n, sizeof(TaskStat *));
     if (best == NULL) {
@@ -810,6 +846,7 @@ registry_group_list(Registry *reg, PyObject *unused)
 static PyObject *
 registry_clear(Registry *reg, PyObject *unused)
 {
+    reg->closed = 1;
     drop_entries(reg);
     Py_RETURN_NONE;
 }
@@ -830,7 +867,8 @@ static PyMethodDef registry_methods[] = {
      "top(n, by) -> the n live TaskStats with most steps (by=0) or seconds (by=1)."},
     {"group_list", (PyCFunction)registry_group_list, METH_NOARGS, "every GroupStat."},
     {"clear", (PyCFunction)registry_clear, METH_NOARGS, "forget every entry (detach)."},
-    {"live", (PyCFunction)registry_live, METH_NOARGS, "number of entries (pending tasks)."},
+    {"live", (PyCFunction)registry_live, METH_NOARGS,
+     "number of entries (pending tasks that have one: see CountingCoro)."},
     {NULL},
 };
 

@@ -21,6 +21,11 @@ typedef struct {
     long long hist[VMTOP_BUCKETS];
 } GroupStat;
 
+/* A link of an intrusive doubly linked list (no references). */
+typedef struct VmtopLink {
+    struct VmtopLink *prev, *next;
+} VmtopLink;
+
 typedef struct TaskStat TaskStat;
 struct TaskStat {
     PyObject_HEAD
@@ -62,6 +67,8 @@ typedef struct Registry {
     PyObject *cancelled_error; /* asyncio.CancelledError */
     GroupStat *other;          /* groups past max_groups */
     TaskStat window;           /* sentinel of the window list */
+    VmtopLink fresh;           /* counting proxies of tasks with no entry yet (_factory.c) */
+    int closed;                /* clear() ran (detach): no new entry is made */
     long long other_n;         /* callbacks that were not task steps, since the last take() */
     double other_secs;
     long long created, adopted, finished, abandoned;
@@ -91,10 +98,21 @@ void vmtop_registry_other(Registry *reg, double dt);
 /* For the factory (_factory.c). */
 GroupStat *vmtop_group_for_coro(Registry *reg, PyObject *coro);
 TaskStat *vmtop_stat_for(Registry *reg, PyObject *task, double created);
-TaskStat *vmtop_stat_register(Registry *reg, PyObject *task, GroupStat *group, double created);
+/* `counted`: the task is already in its group's live/started (the wrapping factory counts a
+ * task when it makes it, and registers it later). */
+TaskStat *vmtop_stat_register(Registry *reg, PyObject *task, GroupStat *group, double created,
+                              int counted);
+void vmtop_window_put(Registry *reg, TaskStat *stat, long long steps, double secs);
 void vmtop_count(Registry *reg, TaskStat *stat, long long steps, double dt, double end);
 void vmtop_finish(Registry *reg, TaskStat *stat, enum vmtop_outcome how, double end);
 void vmtop_fold(Registry *reg, GroupStat *g, enum vmtop_outcome how, double lifetime);
 int vmtop_task_outcome(Registry *reg, PyObject *task);
+
+/* The wrapping factory's tasks get their TaskStat late (_factory.c): when a take() finds them
+ * stepped, or when stat() asks for one. Until then the proxy counts (most request tasks end
+ * before a refresh, and never need one). */
+int vmtop_fresh_flush(Registry *reg);
+TaskStat *vmtop_fresh_stat(Registry *reg, PyObject *task);
+void vmtop_fresh_drop(Registry *reg);
 
 #endif
