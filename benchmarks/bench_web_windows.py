@@ -90,22 +90,38 @@ def thread_cpu_ns(pid: int) -> tuple[int, int]:
     return main, other
 
 
+def context_switches(pid: int) -> int:
+    """Context switches of all of ``pid``'s threads so far, voluntary and not (a GIL hand-off
+    between the loop and the agent's threads on the server's one CPU is one or two)."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                for line in f:
+                    if line.startswith(("voluntary_ctxt_switches:", "nonvoluntary_ctxt_")):
+                        total += int(line.split()[1])
+        except (OSError, ValueError, IndexError):
+            continue  # a thread that ended meanwhile
+    return total
+
+
 def window(pid: int, port: int, mode: str, cfg: argparse.Namespace) -> dict[str, Any]:
     refresher = None
     if mode in CLIENT_MODES:
         refresher = Refresher(pid, cfg.refresh, first=cfg.refresh / 2)
         refresher.client.snapshot(limit=50)  # the hooks are in, the first snapshot done
     time.sleep(SETTLE)
-    rss0, (main0, other0) = rss_mib(pid), thread_cpu_ns(pid)
+    rss0, (main0, other0), cs0 = rss_mib(pid), thread_cpu_ns(pid), context_switches(pid)
     if mode == "refresh" and refresher is not None:
         refresher.start()
     requests = max(1, wrk(port, cfg.duration, cfg.connections))
-    rss1, (main1, other1) = rss_mib(pid), thread_cpu_ns(pid)
+    rss1, (main1, other1), cs1 = rss_mib(pid), thread_cpu_ns(pid), context_switches(pid)
     out: dict[str, Any] = {
         "rate": requests / cfg.duration,
         "cpu_per_request": (main1 - main0 + other1 - other0) / 1e9 / requests,
         "agent_threads_per_s": (other1 - other0) / 1e9 / cfg.duration,
         "rss_growth": rss1 - rss0,
+        "switches_per_s": (cs1 - cs0) / cfg.duration,
     }
     if refresher is not None:
         if mode == "refresh":
@@ -165,6 +181,9 @@ def bench_server(server: str, cfg: argparse.Namespace, rng: random.Random) -> di
                 r[mode]["agent_threads_per_s"] for r in rounds
             ),
             "rss_growth": statistics.median(r[mode]["rss_growth"] for r in rounds),
+            "extra_switches_per_s": statistics.median(
+                r[mode]["switches_per_s"] - r["run"]["switches_per_s"] for r in rounds
+            ),
         }
         if mode == "refresh":
             out[mode]["loop_time"] = statistics.median(r[mode]["loop_time"] for r in rounds)
@@ -183,8 +202,9 @@ def markdown(cfg: argparse.Namespace, results: dict[str, Any], load: tuple[float
         "[bootstrap 95 % interval]; lower-quartile ratio; requests/s ratio.",
         "",
         "| server | mode | no client: µs CPU / request | per CPU-s: median [95 %] | lower quartiles "
-        "| req/s | agent threads (CPU ms/s) | snapshot loop time | RSS growth per window |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| req/s | agent threads (CPU ms/s) | snapshot loop time | context switches/s vs no client "
+        "| RSS growth per window |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for server, r in results.items():
         for mode in cfg.modes:
@@ -196,7 +216,7 @@ def markdown(cfg: argparse.Namespace, results: dict[str, Any], load: tuple[float
             lines.append(
                 f"| {server} | {mode} | {r['run_us']:.1f} | {med:.3f} [{lo:.3f}-{hi:.3f}] "
                 f"| {m['quartile']:.3f} | {m['rate']:.3f} | {m['agent_threads_per_s'] * 1000:.2f} "
-                f"| {loop} | {m['rss_growth']:+.1f} MiB |"
+                f"| {loop} | {m['extra_switches_per_s']:+.0f} | {m['rss_growth']:+.1f} MiB |"
             )
     return "\n".join(lines)
 
